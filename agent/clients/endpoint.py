@@ -1,0 +1,115 @@
+"""An endpoint: a backend wrapped in the one retry layer, a capacity limiter and a per-attempt timeout.
+
+From the outside in, each call goes through:
+
+    retry loop (tenacity; TransientEndpointError only; jittered exponential backoff)
+      -> capacity limiter (one per endpoint, shared by every caller, taken per attempt:
+         a request waiting to retry does not hold a slot)
+        -> per-attempt deadline (anyio.fail_after)
+          -> backend (error mapping, then the HTTP call)
+
+Every other layer of the project talks to models through ``Endpoint`` and never retries itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import anyio
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from agent.clients.base import Backend, CompletionResult, Sampling
+from agent.errors import EndpointTimeout, TransientEndpointError
+
+__all__ = ["Endpoint", "RetryPolicy"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 4
+    initial_wait: float = 0.5
+    max_wait: float = 10.0
+
+
+class Endpoint:
+    """A model endpoint shared by every search, solver and critic that uses it."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_concurrency: int = 8,
+        timeout: float = 300.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.backend = backend
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.retry = retry
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        # Created on first use so that an Endpoint can be built outside an event loop.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+        return self._limiter
+
+    async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
+        """``n`` completions of ``prompt``; ``usage.seconds`` is the wall time including retries."""
+        start = time.perf_counter()
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientEndpointError),
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait)
+            + wait_random(0, self.retry.initial_wait),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                result = await self._attempt(prompt, sampling, n=n)
+        usage = replace(result.usage, seconds=time.perf_counter() - start)
+        return CompletionResult(result.completions, usage)
+
+    async def _attempt(self, prompt: str, sampling: Sampling, *, n: int) -> CompletionResult:
+        async with self.limiter:
+            try:
+                with anyio.fail_after(self.timeout):
+                    return await self.backend.complete(prompt, sampling, n=n)
+            except TimeoutError as exc:
+                raise EndpointTimeout(
+                    f"{self.url} took longer than {self.timeout:g} s", url=self.url
+                ) from exc
+
+    async def health(self) -> None:
+        with anyio.fail_after(min(self.timeout, 30.0)):
+            await self.backend.health()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    async def __aenter__(self) -> Endpoint:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _log_retry(self, state: object) -> None:
+        outcome = getattr(state, "outcome", None)
+        error = outcome.exception() if outcome is not None else None
+        log.warning("request_retried", url=self.url, attempt=getattr(state, "attempt_number", 0), error=str(error))

@@ -1,0 +1,122 @@
+"""The llama.cpp server (also the embedded CPU server) through its native ``/completion`` route.
+
+The native route tells us more than the OpenAI one: which stop string fired, how many prompt
+tokens came from the slot's prefix cache, and it accepts a per-request LoRA selection. ``n``
+completions of one prompt are requested together (``n_cmpl``) so the prompt is processed once; the
+server caps ``n_cmpl`` at its slot count, so larger ``n`` is split into several requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import httpx
+
+from agent.clients.base import Completion, CompletionResult, Sampling, Usage
+from agent.clients.wire import normalize_logprobs, post_json
+from agent.errors import EndpointProtocolError, EndpointUnreachable, single_error
+
+__all__ = ["LlamaCppBackend"]
+
+
+class LlamaCppBackend:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_n: int = 8,
+        lora: tuple[tuple[int, float], ...] = (),
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.max_n = max_n
+        self.lora = lora  # (adapter id, scale) pairs applied to every request
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+
+    async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
+        if n <= self.max_n:
+            return await self._complete_once(prompt, sampling, n=n)
+        chunks = [min(self.max_n, n - start) for start in range(0, n, self.max_n)]
+        results: list[CompletionResult] = [CompletionResult(())] * len(chunks)
+
+        async def run(i: int, size: int) -> None:
+            results[i] = await self._complete_once(prompt, sampling, n=size)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for i, size in enumerate(chunks):
+                    tg.start_soon(run, i, size)
+        except BaseExceptionGroup as group:
+            raise single_error(group) from None
+        completions = tuple(c for r in results for c in r.completions)
+        usage = sum((r.usage for r in results[1:]), results[0].usage)
+        return CompletionResult(completions, usage)
+
+    async def _complete_once(self, prompt: str, sampling: Sampling, *, n: int) -> CompletionResult:
+        payload: dict[str, Any] = {
+            "prompt": prompt,
+            "n_predict": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stop": list(sampling.stop),
+            "cache_prompt": True,
+            "n_probs": sampling.logprobs or 0,
+        }
+        if n > 1:
+            payload["n_cmpl"] = n
+        if sampling.seed is not None:
+            payload["seed"] = sampling.seed
+        if self.lora:
+            payload["lora"] = [{"id": i, "scale": s} for i, s in self.lora]
+        url = f"{self.url}/completion"
+        data = await post_json(self._client, url, payload)
+        items = data if isinstance(data, list) else [data]
+        try:
+            completions = tuple(_parse_item(item) for item in items)
+            usage = _usage(items)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EndpointProtocolError(f"{url} sent an unexpected completion: {exc!r}", url=url) from exc
+        if len(completions) != n:
+            raise EndpointProtocolError(f"{url} returned {len(completions)} completions, asked {n}", url=url)
+        return CompletionResult(completions, usage)
+
+    async def health(self) -> None:
+        url = f"{self.url}/health"
+        try:
+            response = await self._client.get(url)
+        except httpx.TransportError as exc:
+            raise EndpointUnreachable(f"could not connect to {url}: {exc}", url=url) from exc
+        if response.status_code != 200:
+            raise EndpointUnreachable(f"{url} answered HTTP {response.status_code}", url=url)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _parse_item(item: Mapping[str, Any]) -> Completion:
+    stop_type = item["stop_type"]
+    return Completion(
+        text=str(item["content"]),
+        finish_reason="length" if stop_type == "limit" else "stop",
+        stop_matched=(item.get("stopping_word") or None) if stop_type == "word" else None,
+        logprobs=normalize_logprobs(item.get("completion_probabilities")),
+    )
+
+
+def _usage(items: list[Mapping[str, Any]]) -> Usage:
+    """One request's usage. With ``n_cmpl`` the server evaluates the prompt once, in a parent slot,
+    and copies it to the other completions; every item then repeats the parent's prompt timings.
+    So the prompt counts once per completion, and all but one evaluation of it counts as cached."""
+    timings = items[0].get("timings") or {}
+    evaluated = int(timings.get("prompt_n", 0))
+    prompt = evaluated + int(timings.get("cache_n", 0))
+    completion = sum(int(i.get("tokens_predicted", (i.get("timings") or {}).get("predicted_n", 0))) for i in items)
+    return Usage(
+        requests=1,
+        prompt_tokens=prompt * len(items),
+        cached_tokens=prompt * len(items) - evaluated,
+        completion_tokens=completion,
+    )

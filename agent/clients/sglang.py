@@ -1,0 +1,99 @@
+"""SGLang through its native ``POST /generate`` route.
+
+``n`` completions are sent as one batch of ``n`` identical texts (SGLang's docs prefer that over
+``sampling_params.n``); RadixAttention shares their prefix. ``meta_info.cached_tokens`` reports the
+prompt tokens reused from the radix cache. A LoRA adapter loaded on the server is selected per
+request with ``lora_path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from agent.clients.base import Completion, CompletionResult, Sampling, Usage
+from agent.clients.wire import post_json, sglang_logprobs
+from agent.errors import EndpointProtocolError, EndpointUnreachable, TransientEndpointError
+
+__all__ = ["SGLangBackend"]
+
+
+class SGLangBackend:
+    def __init__(
+        self,
+        url: str,
+        *,
+        adapter: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.adapter = adapter
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+
+    async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
+        params: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+        }
+        if sampling.stop:
+            params["stop"] = list(sampling.stop)
+        if sampling.seed is not None:
+            params["sampling_seed"] = sampling.seed
+        payload: dict[str, Any] = {"text": [prompt] * n, "sampling_params": params}
+        if sampling.logprobs is not None:
+            payload |= {
+                "return_logprob": True,
+                "top_logprobs_num": sampling.logprobs,
+                "return_text_in_logprobs": True,
+            }
+        if self.adapter:
+            payload["lora_path"] = [self.adapter] * n
+        url = f"{self.url}/generate"
+        data = await post_json(self._client, url, payload)
+        items = data if isinstance(data, list) else [data]
+        if len(items) != n:
+            raise EndpointProtocolError(f"{url} returned {len(items)} results, asked {n}", url=url)
+        try:
+            parsed = [_parse_item(item, url=url) for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EndpointProtocolError(f"{url} sent an unexpected result: {exc!r}", url=url) from exc
+        usage = sum((u for _, u in parsed), Usage(requests=1))
+        return CompletionResult(tuple(c for c, _ in parsed), usage)
+
+    async def health(self) -> None:
+        url = f"{self.url}/health"
+        try:
+            response = await self._client.get(url)
+        except httpx.TransportError as exc:
+            raise EndpointUnreachable(f"could not connect to {url}: {exc}", url=url) from exc
+        if response.status_code != 200:
+            raise EndpointUnreachable(f"{url} answered HTTP {response.status_code}", url=url)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _parse_item(item: Mapping[str, Any], *, url: str) -> tuple[Completion, Usage]:
+    meta = item["meta_info"]
+    finish = meta["finish_reason"] or {"type": "stop"}
+    kind = finish["type"]
+    if kind == "abort":
+        # The server dropped the request (shutting down, weights being swapped): try again.
+        raise TransientEndpointError(f"{url} aborted the request: {finish.get('message', '')}", url=url)
+    matched = finish.get("matched")
+    completion = Completion(
+        text=str(item["text"]),
+        finish_reason="length" if kind == "length" else "stop",
+        stop_matched=matched if isinstance(matched, str) else None,
+        logprobs=sglang_logprobs(meta),
+    )
+    usage = Usage(
+        prompt_tokens=int(meta["prompt_tokens"]),
+        cached_tokens=int(meta.get("cached_tokens", 0)),
+        completion_tokens=int(meta["completion_tokens"]),
+    )
+    return completion, usage

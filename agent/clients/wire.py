@@ -1,0 +1,114 @@
+"""Shared wire-level helpers: one HTTP call with error mapping, and logprob normalization.
+
+Servers disagree on how they spell log-probabilities. Four shapes arrive here and leave as
+``TokenLogprob`` tuples:
+
+- chat style (llama.cpp ``/v1/completions`` and ``/completion``, OpenAI chat):
+  ``{"content": [{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}]}``
+  (llama.cpp's native endpoint sends the same list bare, as ``completion_probabilities``);
+- legacy OpenAI completions: ``{"tokens": [...], "token_logprobs": [...], "top_logprobs": [{tok: lp}]}``;
+- SGLang native: ``output_token_logprobs`` ``[[logprob, token_id, text], ...]`` and
+  ``output_top_logprobs`` ``[[[logprob, token_id, text], ...], ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from agent.clients.base import TokenLogprob
+from agent.errors import (
+    EndpointError,
+    EndpointProtocolError,
+    EndpointRejected,
+    EndpointTimeout,
+    EndpointUnreachable,
+    PromptTooLong,
+    TransientEndpointError,
+)
+
+__all__ = ["classify_status", "normalize_logprobs", "post_json", "sglang_logprobs"]
+
+_CONTEXT_PATTERN = re.compile(r"context (size|length|window)|exceeds|too long|maximum context", re.I)
+
+
+def classify_status(status: int, message: str, *, url: str) -> EndpointError:
+    """The error for an HTTP error status: 429 and 5xx are transient, other 4xx are rejections."""
+    text = f"{url} answered HTTP {status}: {message[:500]}"
+    if status == 429 or status >= 500:
+        return TransientEndpointError(text, url=url, status=status)
+    if status in (400, 413, 422) and _CONTEXT_PATTERN.search(message):
+        return PromptTooLong(text, url=url, status=status)
+    return EndpointRejected(text, url=url, status=status)
+
+
+async def post_json(client: httpx.AsyncClient, url: str, payload: Mapping[str, Any]) -> Any:
+    """POST JSON, return the decoded JSON answer; every failure becomes an ``EndpointError``."""
+    try:
+        response = await client.post(url, json=payload)
+    except httpx.TimeoutException as exc:
+        raise EndpointTimeout(f"{url} did not answer in time: {exc!r}", url=url) from exc
+    except httpx.ConnectError as exc:
+        raise EndpointUnreachable(f"could not connect to {url}: {exc}", url=url) from exc
+    except httpx.TransportError as exc:
+        raise TransientEndpointError(f"transport error talking to {url}: {exc!r}", url=url) from exc
+    if response.status_code >= 400:
+        raise classify_status(response.status_code, response.text, url=url)
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EndpointProtocolError(
+            f"{url} answered with something that is not JSON: {response.text[:200]!r}", url=url
+        ) from exc
+
+
+def normalize_logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
+    """Token logprobs from a chat-style, bare-list or legacy completions ``logprobs`` value."""
+    if raw is None:
+        return ()
+    if isinstance(raw, Mapping) and "content" in raw:
+        raw = raw["content"] or []
+    if isinstance(raw, Sequence) and not isinstance(raw, str):
+        return tuple(_chat_token(entry) for entry in raw)
+    if isinstance(raw, Mapping) and "token_logprobs" in raw:
+        return _legacy(raw)
+    raise ValueError(f"unrecognized logprobs shape: {str(raw)[:200]}")
+
+
+def _chat_token(entry: Mapping[str, Any]) -> TokenLogprob:
+    top = tuple((str(t["token"]), float(t["logprob"])) for t in entry.get("top_logprobs") or ())
+    return TokenLogprob(token=str(entry["token"]), logprob=float(entry["logprob"]), top=top)
+
+
+def _legacy(raw: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
+    tokens = raw.get("tokens") or []
+    logprobs = raw.get("token_logprobs") or []
+    tops = raw.get("top_logprobs") or [None] * len(tokens)
+    if not len(tokens) == len(logprobs) == len(tops):
+        raise ValueError("legacy logprobs arrays differ in length")
+    return tuple(
+        TokenLogprob(
+            token=str(token),
+            logprob=float(lp) if lp is not None else 0.0,
+            top=tuple((str(k), float(v)) for k, v in (top or {}).items()),
+        )
+        for token, lp, top in zip(tokens, logprobs, tops, strict=True)
+    )
+
+
+def sglang_logprobs(meta: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
+    """Token logprobs from SGLang's ``meta_info`` (needs ``return_text_in_logprobs``)."""
+    tokens = meta.get("output_token_logprobs") or []
+    tops = meta.get("output_top_logprobs") or [[] for _ in tokens]
+    return tuple(
+        TokenLogprob(
+            token=str(text if text is not None else token_id),
+            logprob=float(lp),
+            top=tuple((str(t[2] if t[2] is not None else t[1]), float(t[0])) for t in (top or [])),
+        )
+        for (lp, token_id, text), top in zip(tokens, tops, strict=False)
+    )

@@ -1,0 +1,258 @@
+"""Evaluate a solver on many problems: bounded concurrency, graded, resumable, summarized.
+
+    python -m agent.evaluate --task arith --method greedy --limit 50
+    python -m agent.evaluate --task gsm8k --data ../shared/data/gsm8k/test.jsonl --method sc --n 8 \
+        --limit 100 --out runs/gsm8k-sc8
+
+Writes ``results.jsonl`` (id, answer, gold, correct, tokens, seconds per problem) and
+``summary.json`` (accuracy, tokens per problem, cached-token ratio, wall time, settings) under
+``--out``. Rerunning with the same ``--out`` skips the problems already finished. As a library call:
+``await evaluate(problems, task=..., policy=...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from agent import __version__
+from agent.cli import add_policy_args, policy_overrides, run_cli
+from agent.clients import Usage
+from agent.errors import AgentError, EndpointUnreachable, single_error
+from agent.runs import RunDir
+from agent.runtime import Policy, open_policy
+from agent.settings import load_settings
+from agent.solvers import METHODS, Solution, SolverConfig, solve_problem
+from agent.tasks import TASKS, Problem, Task, get_task, load_task_problems
+from agent.tasks.grading import Grader
+
+__all__ = ["EvalSummary", "evaluate", "main"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class EvalSummary:
+    """What an evaluation found, over every problem recorded in the run (this session and before)."""
+
+    problems: int
+    correct: int
+    failed: int
+    usage: Usage
+    wall_seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.problems if self.problems else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        per = max(self.problems, 1)
+        return {
+            "accuracy": round(self.accuracy, 4),
+            "problems": self.problems,
+            "correct": self.correct,
+            "failed": self.failed,
+            "failures": self.failures,
+            "tokens_per_problem": {
+                "prompt": round(self.usage.prompt_tokens / per, 1),
+                "cached": round(self.usage.cached_tokens / per, 1),
+                "completion": round(self.usage.completion_tokens / per, 1),
+            },
+            "requests_per_problem": round(self.usage.requests / per, 2),
+            "cached_token_ratio": round(self.usage.cached_ratio, 4),
+            "seconds_per_problem": round(self.usage.seconds / per, 3),
+            "wall_seconds": round(self.wall_seconds, 2),
+            "settings": self.settings,
+        }
+
+
+def _record(problem: Problem, solution: Solution, correct: bool) -> dict[str, Any]:
+    return {
+        "id": problem.id,
+        "answer": solution.answer,
+        "gold": problem.gold,
+        "correct": correct,
+        "tokens": solution.usage.as_dict(),
+        "seconds": round(solution.usage.seconds, 3),
+        "votes": solution.votes,
+        "solution": solution.text,
+    }
+
+
+def _usage_of(record: dict[str, Any]) -> Usage:
+    t = record.get("tokens") or {}
+    return Usage(
+        requests=int(t.get("requests", 0)),
+        prompt_tokens=int(t.get("prompt_tokens", 0)),
+        cached_tokens=int(t.get("cached_tokens", 0)),
+        completion_tokens=int(t.get("completion_tokens", 0)),
+        seconds=float(record.get("seconds", 0.0)),
+    )
+
+
+async def evaluate(
+    problems: Sequence[Problem],
+    *,
+    task: Task,
+    policy: Policy,
+    config: SolverConfig = SolverConfig(),
+    out: Path | None = None,
+    concurrency: int = 8,
+    run_info: dict[str, Any] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> EvalSummary:
+    """Solve and grade every problem not already recorded under ``out``; return the summary."""
+    start = time.perf_counter()
+    settings = {
+        "task": task.name,
+        "method": config.method,
+        "n": config.n if config.method != "greedy" else 1,
+        "solver": config.as_dict(),
+        "policy": policy.describe(),
+        "concurrency": concurrency,
+        "treeloop": __version__,
+        **(run_info or {}),
+    }
+    run = RunDir(out) if out is not None else None
+    records = await anyio.to_thread.run_sync(run.open, settings) if run else []
+    done = {r["id"] for r in records}
+    todo = [p for p in problems if p.id not in done]
+    if on_start:
+        on_start(len(problems) - len(todo))
+    failures: dict[str, str] = {}
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async with Grader() as grader:
+
+        async def one(problem: Problem) -> None:
+            async with limiter:
+                try:
+                    solution = await solve_problem(
+                        problem, policy=policy.endpoint, task=task, fmt=policy.fmt, config=config
+                    )
+                except EndpointUnreachable:
+                    raise  # the server is gone: every other problem would fail the same way
+                except AgentError as exc:
+                    failures[problem.id] = str(exc)
+                    log.warning("problem_failed", problem_id=problem.id, error=str(exc))
+                    return
+                correct = problem.gold is not None and await grader.grade(solution.answer, problem.gold)
+                record = _record(problem, solution, correct)
+                if run:
+                    await anyio.to_thread.run_sync(run.append, record)
+                records.append(record)
+                if on_result:
+                    on_result(record)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for problem in todo:
+                    tg.start_soon(one, problem)
+        except BaseExceptionGroup as group:
+            raise single_error(group) from None
+
+    usage = sum((_usage_of(r) for r in records), Usage())
+    summary = EvalSummary(
+        problems=len(records),
+        correct=sum(1 for r in records if r["correct"]),
+        failed=len(failures),
+        usage=usage,
+        wall_seconds=time.perf_counter() - start,
+        settings=settings,
+        failures=failures,
+    )
+    if run:
+        await anyio.to_thread.run_sync(run.write_summary, summary.as_dict())
+    log.info("evaluation_done", accuracy=summary.accuracy, problems=summary.problems, failed=summary.failed)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.evaluate",
+        description="Evaluate a solver on a task and write results.jsonl and summary.json (resumable).",
+    )
+    parser.add_argument("--task", choices=TASKS, default="arith", help="default: arith (generated)")
+    parser.add_argument("--data", help="JSONL file in the task's official format, or hf:owner/name[:config]")
+    parser.add_argument("--split", default="test", help="split for hub data / generated problems")
+    parser.add_argument("--method", choices=METHODS, default="greedy")
+    parser.add_argument("--n", type=int, default=8, help="samples per problem for sc (default 8)")
+    parser.add_argument("--limit", type=int, help="evaluate the first N problems (arith default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated arith problems")
+    parser.add_argument("--out", type=Path, help="run directory (default: runs/<task>-<method>[-n<N>])")
+    parser.add_argument("--concurrency", type=int, default=8, help="problems in flight at once")
+    parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc")
+    add_policy_args(parser)
+    return parser
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    settings = load_settings(**policy_overrides(args))
+    config = SolverConfig(method=args.method, n=args.n, temperature=args.temperature, max_tokens=args.max_tokens)
+    task = get_task(args.task)
+    problems = load_task_problems(args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed)
+    suffix = f"-n{args.n}" if args.method != "greedy" else ""
+    out = args.out or Path("runs") / f"{args.task}-{args.method}{suffix}"
+    info = {"data": args.data or f"generated:seed={args.seed}:split={args.split}", "limit": args.limit}
+    correct = seen = 0
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("correct {task.fields[acc]}"),
+        TimeElapsedColumn(),
+    ) as progress:
+        bar = progress.add_task(f"{args.task} {args.method}", total=len(problems), acc="-")
+
+        def on_start(already: int) -> None:
+            progress.update(bar, completed=already)
+
+        def on_result(record: dict[str, Any]) -> None:
+            nonlocal correct, seen
+            correct, seen = correct + bool(record["correct"]), seen + 1
+            progress.update(bar, advance=1, acc=f"{correct}/{seen}")
+
+        async with open_policy(settings) as policy:
+            summary = await evaluate(
+                problems,
+                task=task,
+                policy=policy,
+                config=config,
+                out=out,
+                concurrency=args.concurrency,
+                run_info=info,
+                on_start=on_start,
+                on_result=on_result,
+            )
+    s = summary.as_dict()
+    print(
+        f"accuracy {s['accuracy']:.3f} ({summary.correct}/{summary.problems})  "
+        f"tokens/problem {s['tokens_per_problem']}  cached ratio {s['cached_token_ratio']:.2f}  "
+        f"wall {s['wall_seconds']:.1f} s  -> {out}/summary.json"
+    )
+    if summary.failed:
+        print(f"{summary.failed} problems failed (see summary.json); rerun the same command to retry them")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _main(args), level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Open the policy endpoint a run will use: the configured one, or the embedded CPU server.
+
+``open_policy`` is what ``solve`` and ``evaluate`` (library calls and CLIs) share: with a policy URL
+in the settings it connects there and checks health, saying which URL failed and how to start a
+server; without one it starts the embedded llama.cpp server on the bundled model and stops it on
+exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from agent.clients import Endpoint, make_endpoint
+from agent.errors import EndpointError, EndpointUnreachable
+from agent.prompts import PromptFormat, get_format
+from agent.settings import Settings
+
+__all__ = ["Policy", "open_policy"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The endpoint to generate with and the prompt format its model speaks."""
+
+    endpoint: Endpoint
+    fmt: PromptFormat
+    embedded: bool
+
+    def describe(self) -> dict[str, object]:
+        return {"url": self.endpoint.url, "prompt_format": self.fmt.name, "embedded": self.embedded}
+
+
+@asynccontextmanager
+async def open_policy(settings: Settings) -> AsyncIterator[Policy]:
+    """Yield a healthy policy endpoint; start (and later stop) the embedded server if none is set."""
+    async with AsyncExitStack() as stack:
+        endpoint_settings = settings.policy
+        embedded = not endpoint_settings.url
+        if embedded:
+            from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
+
+            e = settings.embedded
+            config = EmbeddedServerConfig(
+                model_path=e.model_path,
+                parallel=e.parallel,
+                threads=e.threads,
+                ctx_per_slot=e.ctx_per_slot,
+                port=e.port,
+                poll=e.poll,
+                log_file=e.log_file,
+                startup_timeout=e.startup_timeout,
+            )
+            log.info("embedded_server_starting", model=str(e.model_path or "bundled SmolLM2-135M-Instruct"))
+            server = await stack.enter_async_context(EmbeddedServer(config))
+            endpoint_settings = endpoint_settings.model_copy(
+                update={"url": server.url, "backend": "llamacpp", "max_concurrency": e.parallel}
+            )
+            log.info("embedded_server_started", url=server.url)
+        endpoint = await stack.enter_async_context(make_endpoint(endpoint_settings, retry=settings.retry))
+        try:
+            await endpoint.health()
+        except EndpointError as exc:
+            raise EndpointUnreachable(
+                f"no healthy model server at {endpoint.url} ({exc}). Start one (for example "
+                "`python -m sglang.launch_server --model-path MODEL --port 30000`), fix AGENT_POLICY__URL, "
+                "or unset it to use the embedded CPU model.",
+                url=endpoint.url,
+            ) from exc
+        yield Policy(endpoint=endpoint, fmt=get_format(endpoint_settings.prompt_format), embedded=embedded)

@@ -1,0 +1,96 @@
+"""Deployment settings: where the models are served and how to talk to them.
+
+Read from the environment (prefix ``AGENT_``, nested with ``__``, e.g. ``AGENT_POLICY__URL``) and
+from a ``.env`` file in the working directory; see ``.env.example`` for every variable. These are
+facts about a deployment. Algorithm knobs (sampling, search budgets) are not settings: they are
+arguments of the solvers and are stored with every result.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.errors import ConfigError
+
+__all__ = [
+    "BackendKind",
+    "EmbeddedSettings",
+    "EndpointSettings",
+    "PromptFormatName",
+    "RetrySettings",
+    "Settings",
+    "load_settings",
+]
+
+BackendKind = Literal["openai", "sglang", "llamacpp"]
+PromptFormatName = Literal["chatml", "llama3", "gemma", "plain"]
+
+
+class EndpointSettings(BaseModel):
+    """One model endpoint. With no ``url`` the embedded llama.cpp server is started and used."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = None
+    backend: BackendKind = "openai"
+    model: str = "default"
+    api_key: SecretStr | None = None
+    prompt_format: PromptFormatName = "chatml"
+    max_concurrency: int = Field(default=8, ge=1)
+    timeout: float = Field(default=300.0, gt=0, description="seconds per attempt")
+
+
+class RetrySettings(BaseModel):
+    """The one retry layer: transient errors only (connect, timeout, 429, 5xx), jittered backoff."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(default=4, ge=1)
+    initial_wait: float = Field(default=0.5, ge=0)
+    max_wait: float = Field(default=10.0, ge=0)
+
+
+class EmbeddedSettings(BaseModel):
+    """The CPU llama.cpp server started when no policy URL is configured."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_path: Path | None = Field(default=None, description="any GGUF; default: the bundled SmolLM2")
+    parallel: int = Field(default=8, ge=1, le=64, description="server slots (concurrent sequences)")
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    ctx_per_slot: int = Field(default=2048, ge=256)
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    poll: int = Field(default=50, ge=0, le=100, description="busy-poll level of the worker threads")
+    log_file: Path | None = Field(default=None, description="default: <cache>/logs/llama-server.log")
+    startup_timeout: float = Field(default=300.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AGENT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    policy: EndpointSettings = EndpointSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    retry: RetrySettings = RetrySettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and ``.env``, with explicit overrides; ConfigError if invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"AGENT_{'__'.join(str(p).upper() for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,99 @@
+"""Solve one question and print the answer.
+
+    python -m agent.solve "Tom has 3 apples and buys 4 more. How many apples does he have?"
+    python -m agent.solve --method sc --n 8 --verbose "..."
+    AGENT_POLICY__URL=http://127.0.0.1:30000 AGENT_POLICY__BACKEND=sglang python -m agent.solve "..."
+
+With no endpoint configured, the embedded llama.cpp server is started on the bundled model, used
+and stopped. As a library call: ``await solve("question")`` returns a ``Solution``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agent.cli import add_policy_args, policy_overrides, run_cli
+from agent.errors import InputError
+from agent.runtime import Policy, open_policy
+from agent.settings import Settings, load_settings
+from agent.solvers import METHODS, Method, Solution, SolverConfig, solve_problem
+from agent.tasks import Problem, get_task
+
+__all__ = ["main", "solve"]
+
+
+async def solve(
+    question: str,
+    *,
+    method: Method = "greedy",
+    n: int = 8,
+    task: str = "gsm8k",
+    max_tokens: int = 320,
+    temperature: float = 0.7,
+    settings: Settings | None = None,
+    policy: Policy | None = None,
+) -> Solution:
+    """Solve ``question``; uses ``policy`` if given, else opens one from ``settings`` (or the env)."""
+    if not question.strip():
+        raise InputError("the question is empty; pass the text of a problem to solve")
+    config = SolverConfig(method=method, n=n, max_tokens=max_tokens, temperature=temperature)
+    problem = Problem(id="question", question=question)
+    if policy is not None:
+        return await solve_problem(problem, policy=policy.endpoint, task=get_task(task), fmt=policy.fmt, config=config)
+    async with open_policy(settings or load_settings()) as opened:
+        return await solve_problem(problem, policy=opened.endpoint, task=get_task(task), fmt=opened.fmt, config=config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.solve",
+        description="Solve a math word problem and print the final answer.",
+    )
+    parser.add_argument("question", help="the problem text, or - to read it from standard input")
+    parser.add_argument("--method", choices=METHODS, default="greedy", help="greedy, or sc (self-consistency)")
+    parser.add_argument("--n", type=int, default=8, help="samples for sc (default 8)")
+    parser.add_argument("--task", choices=("gsm8k", "math", "arith"), default="gsm8k", help="answer style")
+    parser.add_argument("--max-tokens", type=int, default=320)
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print the reasoning and usage")
+    add_policy_args(parser)
+    return parser
+
+
+async def _main(args: argparse.Namespace) -> int:
+    question = sys.stdin.read() if args.question == "-" else args.question
+    settings = load_settings(**policy_overrides(args))
+    solution = await solve(
+        question,
+        method=args.method,
+        n=args.n,
+        task=args.task,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        settings=settings,
+    )
+    if args.verbose:
+        print(solution.text, end="\n\n")
+        if solution.votes:
+            print(f"votes: {solution.votes}")
+        u = solution.usage
+        print(
+            f"usage: {u.requests} requests, {u.prompt_tokens} prompt tokens ({u.cached_tokens} cached), "
+            f"{u.completion_tokens} completion tokens, {u.seconds:.1f} s",
+            end="\n\n",
+        )
+    if solution.answer is None:
+        print("no final answer found in the model's solution" + ("" if args.verbose else " (see --verbose)"))
+        return 1
+    print(f"answer: {solution.answer}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _main(args), level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

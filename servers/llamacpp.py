@@ -1,0 +1,136 @@
+"""The embedded CPU server: llama.cpp's C++ server from the ``xllamacpp`` wheel, in a child process.
+
+``EmbeddedServer`` starts ``python -m servers.llamacpp`` (the ``main`` below), which loads a GGUF
+into ``xllamacpp.Server`` listening on 127.0.0.1. Running it in its own process keeps llama.cpp's
+busy-polling threads and its verbose native log (written to a log file) away from the caller, and
+makes stopping it reliable. The server gives continuous batching over ``parallel`` slots, ``n``
+completions per request, log-probabilities, a prefix cache (``cached_tokens``) and per-request LoRA.
+
+Run one at a time on a small machine: two servers' worker threads starve each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from servers.models import BUNDLED, cache_dir, ensure_bundled_model
+from servers.process import ManagedProcess
+
+__all__ = ["EmbeddedServer", "EmbeddedServerConfig", "main"]
+
+
+@dataclass(frozen=True)
+class EmbeddedServerConfig:
+    """What to serve and how. ``model_path=None`` means the bundled SmolLM2-135M-Instruct."""
+
+    model_path: Path | None = None
+    parallel: int = 8
+    threads: int = 2
+    ctx_per_slot: int = 2048
+    port: int = 0
+    poll: int = 50
+    lora: tuple[Path, ...] = ()
+    log_file: Path | None = None
+    startup_timeout: float = 300.0
+
+    def command(self, *, model: Path, port: int) -> list[str]:
+        command = [sys.executable, "-m", "servers.llamacpp", "--model", str(model), "--port", str(port)]
+        command += ["--parallel", str(self.parallel), "--threads", str(self.threads)]
+        command += ["--ctx", str(self.ctx_per_slot * self.parallel), "--poll", str(self.poll)]
+        for adapter in self.lora:
+            command += ["--lora", str(adapter)]
+        return command
+
+
+@dataclass
+class EmbeddedServer:
+    """Start with ``start()`` / ``stop()`` (blocking) or ``async with EmbeddedServer(config)``."""
+
+    config: EmbeddedServerConfig = field(default_factory=EmbeddedServerConfig)
+    process: ManagedProcess | None = None
+    url: str = ""
+
+    def start(self) -> str:
+        """Fetch the model if needed, start the server, wait until healthy; return its base URL."""
+        model = self.config.model_path or ensure_bundled_model()
+        port = self.config.port or _free_port()
+        log_file = self.config.log_file or cache_dir() / "logs" / "llama-server.log"
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = ManagedProcess.start(
+            self.config.command(model=model, port=port),
+            health_url=f"{self.url}/health",
+            log_file=log_file,
+            startup_timeout=self.config.startup_timeout,
+        )
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    @property
+    def prompt_format(self) -> str:
+        """The chat format of the served model (the bundled model speaks ChatML)."""
+        return BUNDLED.prompt_format
+
+    async def __aenter__(self) -> EmbeddedServer:
+        await anyio.to_thread.run_sync(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.stop)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a GGUF on 127.0.0.1 until terminated (the child process of ``EmbeddedServer``)."""
+    parser = argparse.ArgumentParser(prog="python -m servers.llamacpp", description=main.__doc__)
+    parser.add_argument("--model", required=True, type=Path, help="GGUF file to serve")
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--parallel", type=int, default=8, help="slots (concurrent sequences)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=16384, help="total context, split across slots")
+    parser.add_argument("--poll", type=int, default=50, help="worker busy-poll level, 0-100")
+    parser.add_argument("--lora", type=Path, action="append", default=[], help="GGUF LoRA (scale 0)")
+    args = parser.parse_args(argv)
+
+    import xllamacpp as xlc  # the `cpu` extra; imported here so the package imports without it
+
+    params = xlc.CommonParams()
+    params.model.path = str(args.model)
+    params.n_ctx = args.ctx
+    params.n_parallel = args.parallel
+    params.cont_batching = True
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    params.cpuparams.poll = args.poll
+    params.cpuparams_batch.poll = args.poll
+    params.hostnames = ["127.0.0.1"]
+    params.port = args.port
+    params.endpoint_metrics = True
+    params.endpoint_slots = True
+    if args.lora:
+        params.lora_init_without_apply = True
+        params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(p), 0.0) for p in args.lora]
+    server = xlc.Server(params)
+    print(f"serving {args.model} at {server.listening_address}", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
