@@ -202,9 +202,13 @@ async def _main(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     settings = load_settings(**policy_overrides(args))
-    config = SolverConfig(method=args.method, n=args.n, temperature=args.temperature, max_tokens=args.max_tokens)
+    config = SolverConfig(
+        method=args.method, n=args.n, temperature=args.temperature, max_tokens=args.max_tokens
+    )
     task = get_task(args.task)
-    problems = load_task_problems(args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed)
+    problems = load_task_problems(
+        args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed
+    )
     suffix = f"-n{args.n}" if args.method != "greedy" else ""
     out = args.out or Path("runs") / f"{args.task}-{args.method}{suffix}"
     info = {"data": args.data or f"generated:seed={args.seed}:split={args.split}", "limit": args.limit}

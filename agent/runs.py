@@ -69,7 +69,9 @@ class RunDir:
         try:
             previous = json.loads(self.config_path.read_text())
         except json.JSONDecodeError as exc:
-            raise DataError(f"{self.config_path} is not valid JSON ({exc}); remove it or use another --out") from exc
+            raise DataError(
+                f"{self.config_path} is not valid JSON ({exc}); remove it or use another --out"
+            ) from exc
         for key in _IDENTITY_KEYS:
             if previous.get(key) != config.get(key):
                 raise ConfigError(

@@ -40,9 +40,13 @@ async def solve(
     config = SolverConfig(method=method, n=n, max_tokens=max_tokens, temperature=temperature)
     problem = Problem(id="question", question=question)
     if policy is not None:
-        return await solve_problem(problem, policy=policy.endpoint, task=get_task(task), fmt=policy.fmt, config=config)
+        return await solve_problem(
+            problem, policy=policy.endpoint, task=get_task(task), fmt=policy.fmt, config=config
+        )
     async with open_policy(settings or load_settings()) as opened:
-        return await solve_problem(problem, policy=opened.endpoint, task=get_task(task), fmt=opened.fmt, config=config)
+        return await solve_problem(
+            problem, policy=opened.endpoint, task=get_task(task), fmt=opened.fmt, config=config
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Solve a math word problem and print the final answer.",
     )
     parser.add_argument("question", help="the problem text, or - to read it from standard input")
-    parser.add_argument("--method", choices=METHODS, default="greedy", help="greedy, or sc (self-consistency)")
+    parser.add_argument(
+        "--method", choices=METHODS, default="greedy", help="greedy, or sc (self-consistency)"
+    )
     parser.add_argument("--n", type=int, default=8, help="samples for sc (default 8)")
     parser.add_argument("--task", choices=("gsm8k", "math", "arith"), default="gsm8k", help="answer style")
     parser.add_argument("--max-tokens", type=int, default=320)

@@ -95,5 +95,8 @@ async def solve_problem(
     texts = tuple(c.text.strip() for c in result.completions)
     answers = [task.extract_answer(t) for t in texts]
     answer, votes = vote(answers)
-    chosen = next((t for t, a in zip(texts, answers, strict=True) if a is not None and normalize_number(a) == answer), texts[0])
+    chosen = next(
+        (t for t, a in zip(texts, answers, strict=True) if a is not None and normalize_number(a) == answer),
+        texts[0],
+    )
     return Solution(answer=answer, text=chosen, samples=texts, votes=votes, usage=result.usage)

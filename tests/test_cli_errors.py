@@ -38,10 +38,14 @@ def test_empty_question(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "empty" in err
 
 
-def test_data_file_with_wrong_schema_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_file_with_wrong_schema_names_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "bad.jsonl"
     data.write_text('{"question": "q1", "answer": "x\\n#### 3"}\n{"question": "q2"}\n')
-    code, err = _run(evaluate_main, ["--task", "gsm8k", "--data", str(data), "--url", "http://127.0.0.1:9"], capsys)
+    code, err = _run(
+        evaluate_main, ["--task", "gsm8k", "--data", str(data), "--url", "http://127.0.0.1:9"], capsys
+    )
     assert code == 2
     assert "bad.jsonl" in err and "line 2" in err and "answer" in err
 
@@ -56,7 +60,9 @@ def test_gsm8k_without_data(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "--data" in err
 
 
-def test_invalid_settings_name_the_variable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_settings_name_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AGENT_POLICY__MAX_CONCURRENCY", "zero")
     code, err = _run(solve_main, ["What is 2 + 2?"], capsys)
     assert code == 2 and "AGENT_POLICY__MAX_CONCURRENCY" in err

@@ -43,9 +43,23 @@ URL = "http://model.test"
 
 CHAT_STYLE_LOGPROBS = {
     "content": [
-        {"id": 33, "token": " 7", "bytes": [32, 55], "logprob": -0.1,
-         "top_logprobs": [{"id": 33, "token": " 7", "logprob": -0.1}, {"id": 34, "token": " 8", "logprob": -2.5}]},
-        {"id": 13, "token": ".", "bytes": [46], "logprob": -0.01, "top_logprobs": [{"id": 13, "token": ".", "logprob": -0.01}]},
+        {
+            "id": 33,
+            "token": " 7",
+            "bytes": [32, 55],
+            "logprob": -0.1,
+            "top_logprobs": [
+                {"id": 33, "token": " 7", "logprob": -0.1},
+                {"id": 34, "token": " 8", "logprob": -2.5},
+            ],
+        },
+        {
+            "id": 13,
+            "token": ".",
+            "bytes": [46],
+            "logprob": -0.01,
+            "top_logprobs": [{"id": 13, "token": ".", "logprob": -0.01}],
+        },
     ]
 }
 LEGACY_LOGPROBS = {
@@ -69,8 +83,12 @@ def openai_body(logprobs: dict | None = None, *, n: int = 1, cached: int = 5) ->
         "choices": [
             {"index": i, "text": " 7.", "finish_reason": "stop", "logprobs": logprobs} for i in range(n)
         ],
-        "usage": {"prompt_tokens": 20, "completion_tokens": 2 * n, "total_tokens": 20 + 2 * n,
-                  "prompt_tokens_details": {"cached_tokens": cached}},
+        "usage": {
+            "prompt_tokens": 20,
+            "completion_tokens": 2 * n,
+            "total_tokens": 20 + 2 * n,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        },
     }
 
 
@@ -121,7 +139,9 @@ async def test_openai_backend_reads_both_logprob_formats(logprobs: dict) -> None
 
 
 async def test_retries_on_503_then_succeeds() -> None:
-    counter = Counter([httpx.Response(503, text="busy"), httpx.Response(503), httpx.Response(200, json=openai_body())])
+    counter = Counter(
+        [httpx.Response(503, text="busy"), httpx.Response(503), httpx.Response(200, json=openai_body())]
+    )
     async with endpoint_with(counter) as ep:
         result = await ep.complete("p", Sampling())
     assert counter.calls == 3
@@ -149,8 +169,14 @@ async def test_no_retry_on_400(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["openai", "llamacpp"])
 async def test_context_overflow_is_prompt_too_long(kind: str) -> None:
-    body = {"error": {"code": 400, "message": "request (3001 tokens) exceeds the available context size "
-                      "(1024 tokens), try increasing it", "type": "exceed_context_size_error"}}
+    body = {
+        "error": {
+            "code": 400,
+            "message": "request (3001 tokens) exceeds the available context size "
+            "(1024 tokens), try increasing it",
+            "type": "exceed_context_size_error",
+        }
+    }
     counter = Counter([httpx.Response(400, json=body)])
     async with endpoint_with(counter, kind) as ep:
         with pytest.raises(PromptTooLong):
@@ -189,7 +215,7 @@ async def test_connection_refused_is_unreachable_and_names_the_url() -> None:
 
     for kind in ("openai", "sglang", "llamacpp"):
         async with endpoint_with(refuse, kind) as ep:
-            with pytest.raises(EndpointUnreachable, match="model.test"):
+            with pytest.raises(EndpointUnreachable, match=r"model\.test"):
                 await ep.complete("p", Sampling())
 
 
@@ -251,8 +277,13 @@ async def test_limiter_slot_is_released_while_backing_off() -> None:
 async def test_llamacpp_native_contract() -> None:
     seen: list[dict] = []
     item = {
-        "index": 0, "content": " 7.", "stop": True, "stop_type": "word", "stopping_word": "\n",
-        "tokens_predicted": 2, "tokens_cached": 21,
+        "index": 0,
+        "content": " 7.",
+        "stop": True,
+        "stop_type": "word",
+        "stopping_word": "\n",
+        "tokens_predicted": 2,
+        "tokens_cached": 21,
         "timings": {"cache_n": 18, "prompt_n": 2, "predicted_n": 2},
         "completion_probabilities": CHAT_STYLE_LOGPROBS["content"],
     }
@@ -270,7 +301,11 @@ async def test_llamacpp_native_contract() -> None:
     assert seen[0]["n_predict"] == 8 and seen[0]["n_probs"] == 2 and seen[0]["cache_prompt"] is True
     c = single.completions[0]
     assert (c.text, c.finish_reason, c.stop_matched, c.logprobs) == (" 7.", "stop", "\n", EXPECTED_TOKENS)
-    assert (single.usage.prompt_tokens, single.usage.cached_tokens, single.usage.completion_tokens) == (20, 18, 2)
+    assert (single.usage.prompt_tokens, single.usage.cached_tokens, single.usage.completion_tokens) == (
+        20,
+        18,
+        2,
+    )
     assert sorted(b.get("n_cmpl", 1) for b in seen[1:]) == [2, 4]  # split at the slot count
     assert len(many.completions) == 6 and many.usage.requests == 2
     # n_cmpl: the prompt is evaluated once per request and shared by its completions.
@@ -285,8 +320,11 @@ async def test_sglang_native_contract() -> None:
             "text": " 7.",
             "output_ids": [33, 13],
             "meta_info": {
-                "id": f"r{i}", "finish_reason": {"type": "stop", "matched": "\n"},
-                "prompt_tokens": 20, "completion_tokens": 2, "cached_tokens": 0 if i == 0 else 19,
+                "id": f"r{i}",
+                "finish_reason": {"type": "stop", "matched": "\n"},
+                "prompt_tokens": 20,
+                "completion_tokens": 2,
+                "cached_tokens": 0 if i == 0 else 19,
                 "output_token_logprobs": [[-0.1, 33, " 7"], [-0.01, 13, "."]],
                 "output_top_logprobs": [[[-0.1, 33, " 7"], [-2.5, 34, " 8"]], [[-0.01, 13, "."]]],
             },
@@ -310,8 +348,14 @@ async def test_sglang_native_contract() -> None:
 
 
 async def test_sglang_abort_is_transient() -> None:
-    aborted = {"text": "", "meta_info": {"finish_reason": {"type": "abort", "message": "weights updating"},
-                                         "prompt_tokens": 3, "completion_tokens": 0}}
+    aborted = {
+        "text": "",
+        "meta_info": {
+            "finish_reason": {"type": "abort", "message": "weights updating"},
+            "prompt_tokens": 3,
+            "completion_tokens": 0,
+        },
+    }
     counter = Counter([httpx.Response(200, json=aborted)])
     async with endpoint_with(counter, "sglang") as ep:
         with pytest.raises(TransientEndpointError, match="aborted"):

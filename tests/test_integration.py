@@ -38,7 +38,10 @@ async def test_greedy_and_sc_on_generated_problems(policy: Policy) -> None:
     problems = load_task_problems("arith", limit=3, seed=7)
     greedy = [await solve_problem(p, policy=policy.endpoint, task=task, fmt=policy.fmt) for p in problems]
     sc_config = SolverConfig(method="sc", n=4, temperature=0.8, max_tokens=200)
-    sc = [await solve_problem(p, policy=policy.endpoint, task=task, fmt=policy.fmt, config=sc_config) for p in problems]
+    sc = [
+        await solve_problem(p, policy=policy.endpoint, task=task, fmt=policy.fmt, config=sc_config)
+        for p in problems
+    ]
 
     assert all(s.usage.requests == 1 and s.usage.completion_tokens > 0 for s in greedy + sc)
     assert sum(s.answer is not None for s in greedy) >= 2  # the few-shot format is followed
@@ -96,7 +99,16 @@ async def test_evaluate_writes_results_and_resumes(policy: Policy, tmp_path: Pat
 
 
 def test_solve_cli_prints_an_answer(embedded_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = solve_main(["--url", embedded_url, "--backend", "llamacpp", "-v", "Tom has 2 cats and gets 1 more. How many cats?"])
+    code = solve_main(
+        [
+            "--url",
+            embedded_url,
+            "--backend",
+            "llamacpp",
+            "-v",
+            "Tom has 2 cats and gets 1 more. How many cats?",
+        ]
+    )
     out = capsys.readouterr().out
     assert code in (0, 1)  # 1 only when the tiny model states no answer
     assert "usage: 1 requests" in out
@@ -114,5 +126,16 @@ def test_evaluate_cli_sc_writes_both_files(embedded_url: str, tmp_path: Path) ->
     assert evaluate_main([*args, "--url", embedded_url, "--backend", "llamacpp"]) == 0
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
     # A different method in the same directory is refused, with a way out.
-    other = ["--task", "arith", "--method", "greedy", "--limit", "2", "--out", str(out), "--url", embedded_url]
+    other = [
+        "--task",
+        "arith",
+        "--method",
+        "greedy",
+        "--limit",
+        "2",
+        "--out",
+        str(out),
+        "--url",
+        embedded_url,
+    ]
     assert evaluate_main(other) == 2

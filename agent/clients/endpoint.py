@@ -112,4 +112,6 @@ class Endpoint:
     def _log_retry(self, state: object) -> None:
         outcome = getattr(state, "outcome", None)
         error = outcome.exception() if outcome is not None else None
-        log.warning("request_retried", url=self.url, attempt=getattr(state, "attempt_number", 0), error=str(error))
+        log.warning(
+            "request_retried", url=self.url, attempt=getattr(state, "attempt_number", 0), error=str(error)
+        )

@@ -113,7 +113,9 @@ def _usage(items: list[Mapping[str, Any]]) -> Usage:
     timings = items[0].get("timings") or {}
     evaluated = int(timings.get("prompt_n", 0))
     prompt = evaluated + int(timings.get("cache_n", 0))
-    completion = sum(int(i.get("tokens_predicted", (i.get("timings") or {}).get("predicted_n", 0))) for i in items)
+    completion = sum(
+        int(i.get("tokens_predicted", (i.get("timings") or {}).get("predicted_n", 0))) for i in items
+    )
     return Usage(
         requests=1,
         prompt_tokens=prompt * len(items),

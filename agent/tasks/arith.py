@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -48,6 +49,7 @@ STEP_WEIGHTS: dict[int, float] = {1: 0.40, 2: 0.35, 3: 0.25}
 """How often a problem needs 1, 2 or 3 steps (renormalized over the requested range)."""
 
 _MAX_ATTEMPTS = 500
+_POINTS_BACK = re.compile(r"\b(them|the rest|those)\b")
 _SCENARIO_NAMES = tuple(sorted(SCENARIOS))
 
 # (keyword that must not already occur in the problem, sentence, number range, needs a person)
@@ -190,7 +192,7 @@ def _make(rng: random.Random, k: int, scenario: str, distractor_prob: float) -> 
     except Reject:
         return None
     if draft.n_steps != k or draft.answer is None or not draft.question:
-        raise AssertionError(f"scenario {scenario!r} wrote {draft.n_steps} steps for k={k}")
+        raise RuntimeError(f"scenario {scenario!r} is broken: it wrote {draft.n_steps} steps for k={k}")
     core = " ".join([*draft.body, draft.question])
     body = list(draft.body)
     add = rng.random() < distractor_prob
@@ -202,16 +204,22 @@ def _make(rng: random.Random, k: int, scenario: str, distractor_prob: float) -> 
 
 
 def _insert_distractor(rng: random.Random, draft: Draft, body: list[str]) -> bool:
-    """Insert one irrelevant sentence after the first sentence; False if none fits the story."""
+    """Insert one irrelevant sentence after the first one; False if none fits the story.
+
+    It never goes right before a sentence that points back ("of them", "the rest"), so that it
+    cannot steal the referent, and never mentions something the story is about.
+    """
     text = " ".join([*draft.body, draft.question]).lower()
     person = draft.people[0] if draft.people and draft.people[0].name in draft.body[0] else None
     options = [d for d in _DISTRACTORS if d[0] not in text and (person is not None or not d[3])]
-    if not options:
+    following = [*body[1:], draft.question]
+    places = [i + 1 for i, sentence in enumerate(following) if not _POINTS_BACK.search(sentence)]
+    if not options or not places:
         return False
     _, sentence, (lo, hi), _ = rng.choice(options)
     his = person.his if person is not None else "their"
     filled = sentence.format(n=rng.randint(lo, hi), his=his, His=his.capitalize())
-    body.insert(rng.randint(1, len(body)), filled)
+    body.insert(rng.choice(places), filled)
     return True
 
 

@@ -979,8 +979,8 @@ def _road_trip(g: Draft, k: int) -> None:
         g.line(f"They drive {total} miles.")
         g.ask("How many miles do they drive in the two days?", total)
         return
+    trip = 3 * a + g.randint(20, 300)  # the whole drive, asked about when k == 3
     if k == 3:
-        trip = 3 * a + g.randint(20, 300)
         g.say(f"The drive to the beach is {trip} miles. {p.name}'s family drives {a} miles on the first day.")
     else:
         g.say(f"On a road trip, {p.name}'s family drives {a} miles on the first day.")
