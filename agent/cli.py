@@ -52,9 +52,17 @@ def policy_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+class _StderrLogger:
+    """Writes each event to the current ``sys.stderr`` (looked up per call, so it survives redirection)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
 def configure_logging(level: str = "warning") -> None:
     numeric = getattr(logging, level.upper())
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
     for noisy in ("httpx", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
@@ -62,11 +70,11 @@ def configure_logging(level: str = "warning") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S"),
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+            structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=lambda *args: _StderrLogger(),
+        cache_logger_on_first_use=False,
     )
 
 

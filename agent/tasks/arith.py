@@ -52,23 +52,23 @@ _MAX_ATTEMPTS = 500
 _POINTS_BACK = re.compile(r"\b(them|the rest|those)\b")
 _SCENARIO_NAMES = tuple(sorted(SCENARIOS))
 
-# (keyword that must not already occur in the problem, sentence, number range, needs a person)
+# (topic words none of which may occur in the story, sentence, number range, needs a named person)
 _DISTRACTORS: tuple[tuple[str, str, tuple[int, int], bool], ...] = (
     ("brother", "{His} brother is {n} years old.", (8, 17), True),
-    ("cousin", "{His} cousin lives {n} miles away.", (3, 40), True),
+    ("cousin mile", "{His} cousin lives {n} miles away.", (3, 40), True),
     ("birthday", "{His} birthday is in {n} days.", (3, 30), True),
     ("favorite", "{His} favorite number is {n}.", (2, 99), True),
-    ("cat", "{His} cat is {n} years old.", (2, 15), True),
-    ("window", "{His} house has {n} windows.", (8, 20), True),
-    ("neighbor", "{His} neighbor has {n} cats.", (2, 5), True),
-    ("tree", "The oak tree in {his} yard is {n} feet tall.", (15, 60), True),
-    ("store", "The store opens at {n} a.m.", (7, 10), False),
-    ("degrees", "It is {n} degrees outside.", (50, 85), False),
-    ("street", "The street has {n} houses on it.", (10, 40), False),
-    ("clock", "The clock on the wall shows {n} o'clock.", (1, 12), False),
-    ("park", "The town has {n} parks.", (3, 12), False),
+    ("cat pet animal", "{His} cat is {n} years old.", (2, 15), True),
+    ("window house", "{His} house has {n} windows.", (8, 20), True),
+    ("neighbor cat pet animal leg", "{His} neighbor has {n} cats.", (2, 5), True),
+    ("tree yard feet plant garden", "The oak tree in {his} yard is {n} feet tall.", (15, 60), True),
     ("aunt", "{His} aunt is {n} years old.", (30, 55), True),
     ("phone", "{His} phone has {n} apps on it.", (20, 80), True),
+    ("store open", "The store opens at {n} a.m.", (7, 10), False),
+    ("degree", "It is {n} degrees outside.", (50, 85), False),
+    ("street house", "The street has {n} houses on it.", (10, 40), False),
+    ("clock", "The clock on the wall shows {n} o'clock.", (1, 12), False),
+    ("park", "The town has {n} parks.", (3, 12), False),
 )
 
 
@@ -211,7 +211,7 @@ def _insert_distractor(rng: random.Random, draft: Draft, body: list[str]) -> boo
     """
     text = " ".join([*draft.body, draft.question]).lower()
     person = draft.people[0] if draft.people and draft.people[0].name in draft.body[0] else None
-    options = [d for d in _DISTRACTORS if d[0] not in text and (person is not None or not d[3])]
+    options = [d for d in _DISTRACTORS if not any(w in text for w in d[0].split()) and (person or not d[3])]
     following = [*body[1:], draft.question]
     places = [i + 1 for i, sentence in enumerate(following) if not _POINTS_BACK.search(sentence)]
     if not options or not places:
