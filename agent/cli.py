@@ -15,10 +15,19 @@ from typing import Any
 import anyio
 import structlog
 
-from agent.errors import AgentError, single_error
+from agent.errors import AgentError, ConfigError, single_error
+from agent.search.config import PRESETS, preset
 from agent.settings import load_settings
+from agent.solvers import CRITICS, METHODS, SolverConfig
 
-__all__ = ["add_policy_args", "configure_logging", "policy_overrides", "run_cli"]
+__all__ = [
+    "add_policy_args",
+    "add_solver_args",
+    "configure_logging",
+    "policy_overrides",
+    "run_cli",
+    "solver_config",
+]
 
 
 def add_policy_args(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +41,68 @@ def add_policy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default=None, help="default: warning"
     )
+
+
+def add_solver_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of the solvers (greedy, sc, mcts), shared by agent.solve and agent.evaluate."""
+    parser.add_argument(
+        "--method", choices=METHODS, default="greedy", help="greedy, sc (self-consistency) or mcts"
+    )
+    parser.add_argument("--n", type=int, default=8, help="samples for sc (default 8)")
+    parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc")
+    group = parser.add_argument_group("search (mcts)")
+    group.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small", help="search parameters")
+    group.add_argument("--simulations", type=int, help="simulations per tree (overrides the preset)")
+    group.add_argument("--rollouts", type=int, help="fast rollouts per new node (0: off)")
+    group.add_argument("--workers", type=int, help="simulations of one tree in flight at once")
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other search setting, e.g. --set c=1.5 --set merge=none (see agent.search.config)",
+    )
+    group.add_argument(
+        "--critics", choices=CRITICS, default="arithmetic", help="critics that need no training"
+    )
+
+
+def solver_config(args: argparse.Namespace) -> SolverConfig:
+    """The solver configuration the flags describe; ConfigError for malformed --set values."""
+    changes: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
+        changes[key.strip()] = _parse_value(raw.strip())
+    for flag in ("simulations", "rollouts", "workers"):
+        if getattr(args, flag) is not None:
+            changes[flag] = getattr(args, flag)
+    search = preset(args.preset)
+    if "simulations" in changes and changes["simulations"] > search.max_simulations:
+        changes.setdefault("max_simulations", changes["simulations"])
+    try:
+        search = search.with_overrides(**changes)
+    except TypeError as exc:
+        raise ConfigError(f"invalid --set value: {exc}") from exc
+    return SolverConfig(
+        method=args.method,
+        n=args.n,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        search=search,
+        critics=args.critics,
+    )
+
+
+def _parse_value(raw: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(raw)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
 
 
 def policy_overrides(args: argparse.Namespace) -> dict[str, Any]:

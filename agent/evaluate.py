@@ -24,13 +24,14 @@ import anyio
 import structlog
 
 from agent import __version__
-from agent.cli import add_policy_args, policy_overrides, run_cli
+from agent.cli import add_policy_args, add_solver_args, policy_overrides, run_cli, solver_config
 from agent.clients import Usage
+from agent.driver import SharedBudget
 from agent.errors import AgentError, EndpointUnreachable, single_error
-from agent.runs import RunDir
+from agent.runs import RunDir, write_json_atomic
 from agent.runtime import Policy, open_policy
 from agent.settings import load_settings
-from agent.solvers import METHODS, Solution, SolverConfig, solve_problem
+from agent.solvers import Solution, SolverConfig, solve_problem
 from agent.tasks import TASKS, Problem, Task, get_task, load_task_problems
 from agent.tasks.grading import Grader
 
@@ -83,10 +84,50 @@ def _record(problem: Problem, solution: Solution, correct: bool) -> dict[str, An
         "gold": problem.gold,
         "correct": correct,
         "tokens": solution.usage.as_dict(),
-        "seconds": round(solution.usage.seconds, 3),
+        "seconds": round(solution.seconds, 3),
         "votes": solution.votes,
         "solution": solution.text,
     }
+
+
+async def _search_record(solution: Solution, problem: Problem, grader: Grader) -> dict[str, Any]:
+    """What one search did: each final selector's answer and correctness, tree size, why it stopped."""
+    result = solution.search
+    assert result is not None
+    selectors = {}
+    for name, answer in result.answers.items():
+        ok = problem.gold is not None and await grader.grade(answer, problem.gold)
+        selectors[name] = {"answer": answer, "correct": ok}
+    return {
+        "selectors": selectors,
+        "nodes": len(result.tree.nodes),
+        "simulations": result.tree.simulations,
+        "terminals": len(result.tree.terminals()),
+        "merges": sum(len(n.merged) for n in result.tree.nodes),
+        "stopped": result.stopped,
+        "failed_simulations": result.failed_simulations,
+        "critic_missing": result.critic_missing,
+        "policy_tokens": result.policy_usage.as_dict(),
+        "critic_tokens": result.critic_usage.as_dict(),
+    }
+
+
+def _selector_accuracy(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy of each of the four final-answer selectors over the mcts records."""
+    searched = [r["search"]["selectors"] for r in records if "search" in r]
+    if not searched:
+        return {}
+    names = sorted({name for s in searched for name in s})
+    return {
+        name: round(sum(s[name]["correct"] for s in searched if name in s) / len(searched), 4)
+        for name in names
+    }
+
+
+def _save_tree(directory: Path, problem_id: str, tree: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in problem_id)
+    write_json_atomic(directory / f"{safe}.json", tree)
 
 
 def _usage_of(record: dict[str, Any]) -> Usage:
@@ -109,6 +150,8 @@ async def evaluate(
     out: Path | None = None,
     concurrency: int = 8,
     run_info: dict[str, Any] | None = None,
+    save_trees: Path | None = None,
+    shared: SharedBudget | None = None,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalSummary:
@@ -117,7 +160,7 @@ async def evaluate(
     settings = {
         "task": task.name,
         "method": config.method,
-        "n": config.n if config.method != "greedy" else 1,
+        "n": config.n if config.method == "sc" else 1,
         "solver": config.as_dict(),
         "policy": policy.describe(),
         "concurrency": concurrency,
@@ -139,7 +182,12 @@ async def evaluate(
             async with limiter:
                 try:
                     solution = await solve_problem(
-                        problem, policy=policy.endpoint, task=task, fmt=policy.fmt, config=config
+                        problem,
+                        policy=policy.endpoint,
+                        task=task,
+                        fmt=policy.fmt,
+                        config=config,
+                        shared=shared,
                     )
                 except EndpointUnreachable:
                     raise  # the server is gone: every other problem would fail the same way
@@ -149,6 +197,11 @@ async def evaluate(
                     return
                 correct = problem.gold is not None and await grader.grade(solution.answer, problem.gold)
                 record = _record(problem, solution, correct)
+                if solution.search is not None:
+                    record["search"] = await _search_record(solution, problem, grader)
+                    if save_trees is not None:
+                        tree = {"id": problem.id, "gold": problem.gold, **solution.search.tree.to_dict()}
+                        await anyio.to_thread.run_sync(_save_tree, save_trees, problem.id, tree)
                 if run:
                     await anyio.to_thread.run_sync(run.append, record)
                 records.append(record)
@@ -163,6 +216,9 @@ async def evaluate(
             raise single_error(group) from None
 
     usage = sum((_usage_of(r) for r in records), Usage())
+    selectors = _selector_accuracy(records)
+    if selectors:
+        settings = {**settings, "selector_accuracy": selectors}
     summary = EvalSummary(
         problems=len(records),
         correct=sum(1 for r in records if r["correct"]),
@@ -186,14 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", choices=TASKS, default="arith", help="default: arith (generated)")
     parser.add_argument("--data", help="JSONL file in the task's official format, or hf:owner/name[:config]")
     parser.add_argument("--split", default="test", help="split for hub data / generated problems")
-    parser.add_argument("--method", choices=METHODS, default="greedy")
-    parser.add_argument("--n", type=int, default=8, help="samples per problem for sc (default 8)")
     parser.add_argument("--limit", type=int, help="evaluate the first N problems (arith default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated arith problems")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<task>-<method>[-n<N>])")
     parser.add_argument("--concurrency", type=int, default=8, help="problems in flight at once")
-    parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
-    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc")
+    parser.add_argument("--save-trees", type=Path, metavar="DIR", help="mcts: write each search tree as JSON")
+    add_solver_args(parser)
     add_policy_args(parser)
     return parser
 
@@ -202,14 +256,12 @@ async def _main(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     settings = load_settings(**policy_overrides(args))
-    config = SolverConfig(
-        method=args.method, n=args.n, temperature=args.temperature, max_tokens=args.max_tokens
-    )
+    config = solver_config(args)
     task = get_task(args.task)
     problems = load_task_problems(
         args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed
     )
-    suffix = f"-n{args.n}" if args.method != "greedy" else ""
+    suffix = f"-n{args.n}" if args.method == "sc" else ""
     out = args.out or Path("runs") / f"{args.task}-{args.method}{suffix}"
     info = {"data": args.data or f"generated:seed={args.seed}:split={args.split}", "limit": args.limit}
     correct = seen = 0
@@ -239,6 +291,7 @@ async def _main(args: argparse.Namespace) -> int:
                 out=out,
                 concurrency=args.concurrency,
                 run_info=info,
+                save_trees=args.save_trees,
                 on_start=on_start,
                 on_result=on_result,
             )

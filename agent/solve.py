@@ -2,6 +2,7 @@
 
     python -m agent.solve "Tom has 3 apples and buys 4 more. How many apples does he have?"
     python -m agent.solve --method sc --n 8 --verbose "..."
+    python -m agent.solve --method mcts --simulations 24 --verbose "..."
     AGENT_POLICY__URL=http://127.0.0.1:30000 AGENT_POLICY__BACKEND=sglang python -m agent.solve "..."
 
 With no endpoint configured, the embedded llama.cpp server is started on the bundled model, used
@@ -13,11 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.cli import add_policy_args, policy_overrides, run_cli
+from agent.cli import add_policy_args, add_solver_args, policy_overrides, run_cli, solver_config
 from agent.errors import InputError
 from agent.runtime import Policy, open_policy
 from agent.settings import Settings, load_settings
-from agent.solvers import METHODS, Method, Solution, SolverConfig, solve_problem
+from agent.solvers import Method, Solution, SolverConfig, solve_problem
 from agent.tasks import Problem, get_task
 
 __all__ = ["main", "solve"]
@@ -27,17 +28,16 @@ async def solve(
     question: str,
     *,
     method: Method = "greedy",
-    n: int = 8,
     task: str = "gsm8k",
-    max_tokens: int = 320,
-    temperature: float = 0.7,
+    config: SolverConfig | None = None,
     settings: Settings | None = None,
     policy: Policy | None = None,
 ) -> Solution:
-    """Solve ``question``; uses ``policy`` if given, else opens one from ``settings`` (or the env)."""
+    """Solve ``question`` with ``method`` (or a full ``config``); uses ``policy`` if given, else opens
+    one from ``settings`` (or the environment)."""
     if not question.strip():
         raise InputError("the question is empty; pass the text of a problem to solve")
-    config = SolverConfig(method=method, n=n, max_tokens=max_tokens, temperature=temperature)
+    config = config or SolverConfig(method=method)
     problem = Problem(id="question", question=question)
     if policy is not None:
         return await solve_problem(
@@ -55,13 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Solve a math word problem and print the final answer.",
     )
     parser.add_argument("question", help="the problem text, or - to read it from standard input")
-    parser.add_argument(
-        "--method", choices=METHODS, default="greedy", help="greedy, or sc (self-consistency)"
-    )
-    parser.add_argument("--n", type=int, default=8, help="samples for sc (default 8)")
     parser.add_argument("--task", choices=("gsm8k", "math", "arith"), default="gsm8k", help="answer style")
-    parser.add_argument("--max-tokens", type=int, default=320)
-    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc")
+    add_solver_args(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="also print the reasoning and usage")
     add_policy_args(parser)
     return parser
@@ -70,23 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
 async def _main(args: argparse.Namespace) -> int:
     question = sys.stdin.read() if args.question == "-" else args.question
     settings = load_settings(**policy_overrides(args))
-    solution = await solve(
-        question,
-        method=args.method,
-        n=args.n,
-        task=args.task,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        settings=settings,
-    )
+    solution = await solve(question, task=args.task, config=solver_config(args), settings=settings)
     if args.verbose:
         print(solution.text, end="\n\n")
         if solution.votes:
             print(f"votes: {solution.votes}")
+        if solution.search is not None:
+            r = solution.search
+            print(
+                f"search: {len(r.tree.nodes)} nodes, {r.tree.simulations} simulations, "
+                f"{len(r.tree.terminals())} terminals, stopped by {r.stopped}; answers {r.answers}"
+            )
         u = solution.usage
         print(
             f"usage: {u.requests} requests, {u.prompt_tokens} prompt tokens ({u.cached_tokens} cached), "
-            f"{u.completion_tokens} completion tokens, {u.seconds:.1f} s",
+            f"{u.completion_tokens} completion tokens, {solution.seconds:.1f} s",
             end="\n\n",
         )
     if solution.answer is None:

@@ -1,8 +1,13 @@
-"""Baseline solvers: greedy decoding and self-consistency (majority vote over sampled solutions).
+"""Solvers: greedy decoding, self-consistency (majority vote over samples) and ηMCTS.
 
 A solver turns one problem into a ``Solution``: the chosen final answer, the reasoning that led to
 it, every sample, the vote table and what it cost. Solving many problems at once (bounded
 concurrency, progress, resumable output) is ``agent.evaluate``'s job; this module solves one.
+
+ηMCTS needs critics. Until trained ones exist, ``build_critics`` offers critics that need no
+training: ``arithmetic`` (re-computes every ``a op b = c`` claim; tool-checked PRM and ORM),
+``generative`` (asks the policy model itself a yes/no question and reads p(yes)), ``mixed``
+(generative value, arithmetic PRM and ORM) and ``none``.
 """
 
 from __future__ import annotations
@@ -12,15 +17,32 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from agent.clients import Endpoint, Sampling, Usage
+from agent.critics.arithmetic import ArithmeticCritic
+from agent.critics.base import Critic
+from agent.critics.generative import GenerativeCritic
+from agent.driver import SearchResult, SearchSetup, SharedBudget, run_search
 from agent.errors import ConfigError, InputError, PromptTooLong
+from agent.merging import Similarity, make_similarity
 from agent.prompts import PromptFormat
+from agent.search.config import SearchConfig
 from agent.tasks.answers import normalize_number
 from agent.tasks.base import Problem, Task
 
-__all__ = ["METHODS", "Method", "Solution", "SolverConfig", "solve_problem", "vote"]
+__all__ = [
+    "CRITICS",
+    "METHODS",
+    "Method",
+    "Solution",
+    "SolverConfig",
+    "build_critics",
+    "solve_problem",
+    "vote",
+]
 
-Method = Literal["greedy", "sc"]
-METHODS: tuple[Method, ...] = ("greedy", "sc")
+Method = Literal["greedy", "sc", "mcts"]
+METHODS: tuple[Method, ...] = ("greedy", "sc", "mcts")
+CriticsKind = Literal["arithmetic", "generative", "mixed", "none"]
+CRITICS: tuple[CriticsKind, ...] = ("arithmetic", "generative", "mixed", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +55,8 @@ class SolverConfig:
     top_p: float = 0.95
     max_tokens: int = 320
     seed: int | None = None
+    search: SearchConfig = field(default_factory=SearchConfig)  # used by mcts only
+    critics: CriticsKind = "arithmetic"  # used by mcts only
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -41,9 +65,14 @@ class SolverConfig:
             raise ConfigError(f"--n must be at least 1, got {self.n}")
         if self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.critics not in CRITICS:
+            raise ConfigError(f"unknown critics {self.critics!r}; choose one of {', '.join(CRITICS)}")
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        if self.method != "mcts":
+            del data["search"], data["critics"]
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +81,9 @@ class Solution:
     text: str
     samples: tuple[str, ...] = ()
     votes: dict[str, int] = field(default_factory=dict)
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = field(default_factory=Usage)  # usage.seconds adds up request times
+    seconds: float = 0.0  # wall time to solve this problem
+    search: SearchResult | None = None  # the tree and per-selector answers, for mcts
 
 
 def vote(answers: list[str | None]) -> tuple[str | None, dict[str, int]]:
@@ -70,10 +101,25 @@ async def solve_problem(
     task: Task,
     fmt: PromptFormat,
     config: SolverConfig = SolverConfig(),
+    shared: SharedBudget | None = None,
 ) -> Solution:
-    """Solve one problem with the configured baseline method."""
+    """Solve one problem with the configured method (``shared``: a budget across many mcts trees)."""
     if not problem.question.strip():
         raise InputError(f"problem {problem.id!r} has an empty question; give the text of a problem")
+    try:
+        if config.method == "mcts":
+            return await _solve_mcts(problem, policy=policy, task=task, fmt=fmt, config=config, shared=shared)
+        return await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
+    except PromptTooLong as exc:
+        raise InputError(
+            f"problem {problem.id!r} does not fit the model's context window ({exc}); "
+            "shorten the question or serve the model with a larger context"
+        ) from exc
+
+
+async def _sample_and_vote(
+    problem: Problem, *, policy: Endpoint, task: Task, fmt: PromptFormat, config: SolverConfig
+) -> Solution:
     prompt = fmt.render(
         instruction=task.instruction, examples=task.few_shot(), question=problem.question.strip()
     )
@@ -85,13 +131,7 @@ async def solve_problem(
         stop=fmt.stop,
         seed=config.seed,
     )
-    try:
-        result = await policy.complete(prompt, sampling, n=1 if greedy else config.n)
-    except PromptTooLong as exc:
-        raise InputError(
-            f"problem {problem.id!r} does not fit the model's context window ({exc}); "
-            "shorten the question or serve the model with a larger context"
-        ) from exc
+    result = await policy.complete(prompt, sampling, n=1 if greedy else config.n)
     texts = tuple(c.text.strip() for c in result.completions)
     answers = [task.extract_answer(t) for t in texts]
     answer, votes = vote(answers)
@@ -99,4 +139,53 @@ async def solve_problem(
         (t for t, a in zip(texts, answers, strict=True) if a is not None and normalize_number(a) == answer),
         texts[0],
     )
-    return Solution(answer=answer, text=chosen, samples=texts, votes=votes, usage=result.usage)
+    return Solution(
+        answer=answer,
+        text=chosen,
+        samples=texts,
+        votes=votes,
+        usage=result.usage,
+        seconds=result.usage.seconds,
+    )
+
+
+def build_critics(kind: CriticsKind, *, policy: Endpoint, fmt: PromptFormat) -> dict[str, Critic]:
+    """The untrained critic set named ``kind``, keyed by role."""
+    if kind == "none":
+        return {}
+    if kind == "arithmetic":
+        return {"prm": ArithmeticCritic("prm"), "orm": ArithmeticCritic("orm")}
+    generative = {role: GenerativeCritic(policy, fmt, role=role) for role in ("value", "prm", "orm")}
+    if kind == "generative":
+        return dict(generative)
+    return {"value": generative["value"], "prm": ArithmeticCritic("prm"), "orm": ArithmeticCritic("orm")}
+
+
+async def _solve_mcts(
+    problem: Problem,
+    *,
+    policy: Endpoint,
+    task: Task,
+    fmt: PromptFormat,
+    config: SolverConfig,
+    shared: SharedBudget | None,
+) -> Solution:
+    search = config.search
+    critics = build_critics(config.critics, policy=policy, fmt=fmt)
+    similarity: Similarity | None = None
+    if search.merge == "judge":
+        similarity = make_similarity("judge", endpoint=policy, fmt=fmt)
+    elif search.merge != "none":
+        similarity = make_similarity(search.merge, threshold=search.merge_threshold)
+    setup = SearchSetup(policy=policy, fmt=fmt, task=task, similarity=similarity, **critics)  # type: ignore[arg-type]
+    result = await run_search(problem, setup=setup, config=search, shared=shared)
+    answers = [n.answer for n in result.tree.terminals()]
+    _, votes = vote(answers)
+    return Solution(
+        answer=result.answer,
+        text=result.text,
+        votes=votes,
+        usage=result.usage,
+        seconds=result.seconds,
+        search=result,
+    )

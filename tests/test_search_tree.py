@@ -19,7 +19,17 @@ from agent.search.options import OptionRule, has_final_answer
 from agent.search.tree import Ticket, Tree
 
 SEARCH_DIR = Path(__file__).parents[1] / "agent" / "search"
-IO_LIBRARIES = {"httpx", "openai", "anyio", "asyncio", "structlog", "requests", "aiohttp", "socket", "subprocess"}
+IO_LIBRARIES = {
+    "httpx",
+    "openai",
+    "anyio",
+    "asyncio",
+    "structlog",
+    "requests",
+    "aiohttp",
+    "socket",
+    "subprocess",
+}
 
 
 def test_search_core_imports_no_io_library() -> None:
@@ -38,7 +48,9 @@ def test_search_core_imports_no_io_library() -> None:
                 if top == "agent":
                     assert name.startswith(allowed_project), f"{path.name} imports {name}"
                 else:
-                    assert top in sys.stdlib_module_names or top == "__future__", f"{path.name} imports {name}"
+                    assert top in sys.stdlib_module_names or top == "__future__", (
+                        f"{path.name} imports {name}"
+                    )
 
 
 # One action per step of a random schedule: which in-flight ticket to finish, and how.
@@ -87,7 +99,11 @@ def _run(schedule: list[tuple[str, int, float]], selection: str) -> Tree:
             tree.merge(ticket, into=target, option="dup", value=tree.nodes[target].value or 0.0)
         else:
             tree.expand(
-                ticket, option=f"step {len(tree.nodes)}", value=value, terminal=action == "terminal", answer="1"
+                ticket,
+                option=f"step {len(tree.nodes)}",
+                value=value,
+                terminal=action == "terminal",
+                answer="1",
             )
     for ticket in in_flight:  # the search ends: every simulation finishes or is abandoned
         tree.release(ticket, completed=False)

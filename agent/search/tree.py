@@ -137,7 +137,11 @@ class Tree:
     def _exploration(self, child: Node, parent_visits: float, n: float) -> float:
         c = self.config.c
         if self.config.selection == "puct":
-            prior = child.prior if child.prior is not None else 1.0 / max(1, len(self.nodes[child.parent or 0].children))
+            prior = (
+                child.prior
+                if child.prior is not None
+                else 1.0 / max(1, len(self.nodes[child.parent or 0].children))
+            )
             return c * prior * math.sqrt(max(parent_visits, 1)) / (1 + n)
         if n == 0:
             return math.inf

@@ -1,0 +1,394 @@
+"""A real HTTP fake of a completions server, for tests and benchmarks without GPUs or models.
+
+Routes, in the real servers' shapes: ``POST /v1/completions`` (OpenAI), ``POST /completion``
+(llama.cpp native, a list for ``n_cmpl`` > 1), ``GET /health``, ``GET /v1/models``.
+
+Cost model: at most ``slots`` requests are processed at once, the rest wait in a FIFO queue, and
+each holds its slot for ``latency`` seconds (``asyncio.sleep``; the ``n`` completions of a request
+share one slot). The prompt cache is the longest prefix, in 64-character blocks, shared with any
+earlier prompt (chained block hashes, as in vLLM's prefix caching). A token is 4 characters; each
+completion costs ``tokens_per_completion`` tokens (fewer when ``max_tokens`` cuts it).
+
+The server has its own thread and event loop, so the client's CPU work does not disturb its latency
+model; ``stats()`` includes that thread's CPU time, for benchmarks in the same process to subtract.
+HTTP/1.1 (keep-alive, Content-Length bodies) is served by ``asyncio.start_server``: no dependency.
+Left out: streaming, chat, logprobs (always ``None``), tokenization, cache eviction, chunked bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import http
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import anyio
+
+__all__ = ["FakeServer", "FakeServerStats", "default_text"]
+
+CHARS_PER_TOKEN = 4
+BLOCK_CHARS = 64
+_MAX_CACHED_BLOCKS = 1_000_000
+_UNLIMITED = 1 << 30
+
+
+def default_text(prompt: str, i: int) -> str:
+    """Completion ``i`` of ``prompt``: the next "Step k: a + b = c" line or, sometimes from step 2 on
+    and always at step 6, "The answer is c." (so searches end). Deterministic in (prompt, i)."""
+    step = prompt.count("Step ") + 1
+    digest = hashlib.blake2b(f"{i}\0{prompt}".encode(), digest_size=4).digest()
+    a, b = digest[0] % 10, digest[1] % 10
+    if step > 5 or (step > 1 and digest[2] % 3 == 0):
+        return f"The answer is {a + b}."
+    return f"Step {step}: {a} + {b} = {a + b}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class FakeServerStats:
+    """What the server saw since it started."""
+
+    requests: int = 0  # completion requests answered
+    completions: int = 0  # completions generated (n per request)
+    connections: int = 0  # TCP connections accepted (keep-alive reuses them)
+    peak_active: int = 0  # most requests processed at once (at most ``slots``)
+    peak_queued: int = 0  # most requests waiting for a slot at once
+    busy_seconds: float = 0.0  # slot-seconds spent processing
+    wait_seconds: float = 0.0  # seconds requests spent queued for a slot, summed
+    cpu_seconds: float = 0.0  # CPU time of the server's thread
+
+
+class _Request(NamedTuple):
+    prompt: str
+    n: int
+    max_tokens: int
+    stop: tuple[str, ...]
+
+
+class _Choice(NamedTuple):
+    text: str
+    stop_type: str  # llama.cpp's words: "eos", "word" or "limit"
+    stopping_word: str
+    tokens: int
+
+
+class _Result(NamedTuple):
+    choices: list[_Choice]
+    prompt_tokens: int
+    cached_tokens: int
+
+
+class _BadRequest(Exception):
+    """Answered with HTTP 400."""
+
+
+class FakeServer:
+    """A completions server with a slots/latency cost model: ``with FakeServer(0.05, 8) as server:``,
+    or ``async with`` inside an event loop. ``port=0`` picks a free port. ``text_fn(prompt, i)`` writes
+    completion ``i`` (default: ``default_text``); if it raises, the request gets HTTP 500."""
+
+    def __init__(
+        self,
+        latency: float,
+        slots: int,
+        *,
+        tokens_per_completion: int = 16,
+        text_fn: Callable[[str, int], str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if latency < 0 or slots < 1 or tokens_per_completion < 1:
+            raise ValueError(f"need latency >= 0, slots >= 1, tokens >= 1; got {latency}, {slots}")
+        self.latency = latency
+        self.slots = slots
+        self.tokens_per_completion = tokens_per_completion
+        self.text_fn = text_fn or default_text
+        self.host = host
+        self.port = port
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._final: FakeServerStats | None = None
+
+    @property
+    def url(self) -> str:
+        if self._thread is None:
+            raise RuntimeError("the fake server is not running; use it as a context manager")
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> FakeServer:
+        if self._thread is not None:
+            raise RuntimeError("the fake server is already running")
+        self._ready.clear()
+        self._error = self._final = None
+        self._thread = threading.Thread(target=self._run, name="fake-server", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError(f"the fake server could not start: {self._error}") from self._error
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has ended already
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    def stats(self) -> FakeServerStats:
+        """A consistent snapshot, taken on the server's thread (blocks for microseconds)."""
+        if self._final is not None or self._thread is None or self._loop is None:
+            return self._final or FakeServerStats()
+        return asyncio.run_coroutine_threadsafe(self._snapshot(), self._loop).result(timeout=10)
+
+    def __enter__(self) -> FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeServer:
+        return await anyio.to_thread.run_sync(self.start)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await anyio.to_thread.run_sync(self.stop)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._slot = asyncio.Semaphore(self.slots)  # FIFO since Python 3.11.1
+        self._cache: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._now = {"active": 0, "queued": 0}
+        self._tally: dict[str, Any] = {f: 0 for f in FakeServerStats.__dataclass_fields__}
+        self._cpu_start = time.thread_time()
+        server = await asyncio.start_server(self._connection, self.host, self.port, backlog=4096)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        await self._stopping.wait()
+        server.close()  # stop listening, then end the connections kept alive
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await server.wait_closed()
+        self._final = await self._snapshot()
+
+    async def _snapshot(self) -> FakeServerStats:
+        return FakeServerStats(**self._tally | {"cpu_seconds": time.thread_time() - self._cpu_start})
+
+    def _enter(self, state: str, delta: int) -> None:
+        """One request more (or fewer) ``active`` or ``queued``; tracks the peak."""
+        self._now[state] += delta
+        self._tally[f"peak_{state}"] = max(self._tally[f"peak_{state}"], self._now[state])
+
+    # HTTP/1.1: a task per connection, requests answered in order, kept alive unless told otherwise.
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._tally["connections"] += 1
+        try:
+            while await self._exchange(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Read one request and answer it; whether the connection stays open."""
+        try:
+            line = await reader.readline()
+            if not line:
+                return False
+            method, target, version = line.decode("latin-1").split()
+            headers: dict[str, str] = {}
+            while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = header.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if "transfer-encoding" in headers:
+                raise ValueError("chunked bodies are not supported; send Content-Length")
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+        except ValueError as exc:  # a malformed request line or header, or a line over the limit
+            await _send(writer, 400, _error(400, f"malformed request: {exc}"), keep=False)
+            return False
+        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        status, payload = await self._route(method, target.partition("?")[0], body)
+        await _send(writer, status, payload, keep=keep)
+        return keep
+
+    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        if method == "GET" and path in _READS:
+            return 200, _READS[path]
+        if method != "POST" or path not in _DIALECTS:
+            return 404, _error(404, f"no route {method} {path}")
+        parse, render = _DIALECTS[path]
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise _BadRequest("the body must be a JSON object")
+            request = parse(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return 400, _error(400, f"the body is not valid JSON: {exc}")
+        except _BadRequest as exc:
+            return 400, _error(400, str(exc))
+        try:
+            return 200, render(data, await self._generate(request), self.latency)
+        except Exception as exc:  # text_fn raised: answer as a crashing server would
+            return 500, _error(500, f"{type(exc).__name__}: {exc}")
+
+    # The model: wait for a slot, hold it ``latency`` seconds, write the completions.
+
+    async def _generate(self, request: _Request) -> _Result:
+        loop = asyncio.get_running_loop()
+        queued_at = loop.time()
+        self._enter("queued", 1)
+        try:
+            await self._slot.acquire()
+        finally:
+            self._enter("queued", -1)
+        started = loop.time()
+        self._tally["wait_seconds"] += started - queued_at
+        self._enter("active", 1)
+        try:
+            prompt_tokens = max(1, math.ceil(len(request.prompt) / CHARS_PER_TOKEN))
+            cached = min(self._cached_chars(request.prompt) // CHARS_PER_TOKEN, prompt_tokens - 1)
+            choices = [self._choice(request, i) for i in range(request.n)]
+            await asyncio.sleep(self.latency)
+        finally:
+            self._enter("active", -1)
+            self._tally["busy_seconds"] += loop.time() - started
+            self._slot.release()
+        self._tally["requests"] += 1
+        self._tally["completions"] += request.n
+        return _Result(choices, prompt_tokens, cached)
+
+    def _cached_chars(self, prompt: str) -> int:
+        """Characters of ``prompt`` seen before as a prefix of an earlier prompt; then remember it.
+        Block j's hash chains blocks 0..j, so a hit on it means the whole prefix matched."""
+        h = cached = 0
+        for end in range(BLOCK_CHARS, len(prompt) + 1, BLOCK_CHARS):
+            h = hash((h, prompt[end - BLOCK_CHARS : end]))
+            if h in self._cache:
+                cached = end
+            else:
+                self._cache.add(h)
+        if len(self._cache) > _MAX_CACHED_BLOCKS:
+            self._cache.clear()
+        return cached
+
+    def _choice(self, request: _Request, i: int) -> _Choice:
+        text = self.text_fn(request.prompt, i)
+        tokens = min(self.tokens_per_completion, request.max_tokens)
+        if hits := [(text.find(s), s) for s in request.stop if s in text]:
+            at, word = min(hits)
+            return _Choice(text[:at], "word", word, tokens)
+        if tokens < self.tokens_per_completion:
+            return _Choice(text[: tokens * CHARS_PER_TOKEN], "limit", "", tokens)
+        return _Choice(text, "eos", "", tokens)
+
+
+# The two dialects: a request parser and an answer renderer each.
+
+
+def _parse_openai(data: dict[str, Any]) -> _Request:
+    if data.get("stream"):
+        raise _BadRequest("the fake server does not stream")
+    limit = _integer(data, "max_tokens", default=_UNLIMITED, minimum=1)
+    return _request(data, n=_integer(data, "n", default=1, minimum=1), max_tokens=limit)
+
+
+def _render_openai(data: dict[str, Any], result: _Result, latency: float) -> dict[str, Any]:
+    finish = {"eos": "stop", "word": "stop", "limit": "length"}
+    choices = [
+        {"index": i, "text": c.text, "logprobs": None, "finish_reason": finish[c.stop_type]}
+        for i, c in enumerate(result.choices)
+    ]
+    prompt, completion = result.prompt_tokens, sum(c.tokens for c in result.choices)
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
+    usage |= {
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+    }
+    head = {"id": "cmpl-fake", "object": "text_completion", "model": data.get("model") or "fake"}
+    return head | {"created": int(time.time()), "choices": choices, "usage": usage}
+
+
+def _parse_native(data: dict[str, Any]) -> _Request:
+    limit = _integer(data, "n_predict", default=-1, minimum=-1)
+    n = _integer(data, "n_cmpl", default=1, minimum=1)
+    return _request(data, n=n, max_tokens=limit if limit >= 0 else _UNLIMITED)
+
+
+def _render_native(data: dict[str, Any], result: _Result, latency: float) -> Any:
+    prompt, cached = result.prompt_tokens, result.cached_tokens
+    timings = {"prompt_n": prompt - cached, "cache_n": cached, "predicted_ms": latency * 1000}
+    items = [
+        {"index": i, "content": c.text, "stop": True, "stop_type": c.stop_type}
+        | {"stopping_word": c.stopping_word, "tokens_predicted": c.tokens, "tokens_evaluated": prompt}
+        | {"tokens_cached": prompt + c.tokens, "timings": timings | {"predicted_n": c.tokens}}
+        for i, c in enumerate(result.choices)
+    ]
+    return items if len(items) > 1 else items[0]
+
+
+_DIALECTS = {
+    "/v1/completions": (_parse_openai, _render_openai),
+    "/completion": (_parse_native, _render_native),
+}
+_MODELS = [{"id": "fake", "object": "model", "owned_by": "treeloop"}]
+_READS = {"/health": {"status": "ok"}, "/v1/models": {"object": "list", "data": _MODELS}}
+
+
+def _request(data: dict[str, Any], *, n: int, max_tokens: int) -> _Request:
+    prompt, stop = data.get("prompt"), data.get("stop")
+    if not isinstance(prompt, str):
+        raise _BadRequest("'prompt' must be a string (the fake takes one prompt per request)")
+    stop = [stop] if isinstance(stop, str) else stop
+    if not (stop is None or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
+        raise _BadRequest("'stop' must be a string or a list of strings")
+    return _Request(prompt, n, max_tokens, tuple(s for s in stop or () if s))
+
+
+def _integer(data: dict[str, Any], key: str, *, default: int, minimum: int) -> int:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise _BadRequest(f"'{key}' must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"code": status, "message": message, "type": kind}}
+
+
+async def _send(writer: asyncio.StreamWriter, status: int, payload: Any, *, keep: bool) -> None:
+    body = json.dumps(payload).encode()
+    head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", "Content-Type: application/json"]
+    head += [f"Content-Length: {len(body)}", *([] if keep else ["Connection: close"]), "", ""]
+    writer.write("\r\n".join(head).encode("latin-1") + body)
+    await writer.drain()
