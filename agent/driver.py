@@ -26,6 +26,7 @@ import anyio
 import structlog
 
 from agent.clients import Completion, Endpoint, Sampling, Usage
+from agent.critics import CriticWeights, combine
 from agent.critics.base import Critic, CriticScore
 from agent.errors import EndpointError, EndpointUnreachable, single_error
 from agent.merging import Similarity
@@ -314,11 +315,17 @@ class _Search:
         return result
 
     def _mix(self, scores: dict[str, float]) -> float:
-        """Weighted mean of the critic scores; 0.5 (no information) when no critic ran."""
+        """Weighted mean of the critic scores this node got; 0.5 (no information) when no critic ran.
+
+        A non-terminal node without rollouts has no ORM score: the mean is over the scores present.
+        """
+        if not scores:
+            return 0.5
         c = self.config
-        weights = {"value": c.w_value, "prm": c.w_prm, "orm": c.w_orm}
-        total = sum(weights[k] for k in scores)
-        return sum(weights[k] * v for k, v in scores.items()) / total if total else 0.5
+        present = {
+            role: getattr(c, f"w_{role}") if role in scores else 0.0 for role in ("value", "prm", "orm")
+        }
+        return combine(CriticWeights(**present), scores)  # type: ignore[arg-type]
 
     def _spend(self, usage: Usage) -> None:
         self.policy_usage += usage

@@ -125,15 +125,16 @@ class _CachedEmbedder:
         self._cache: OrderedDict[str, list[float]] = OrderedDict()
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            self._cache.update(zip(missing, await self._compute(missing), strict=True))
-        vectors = [self._cache[t] for t in texts]
-        for text in texts:
+        # Taken before awaiting, so that another task's evictions cannot lose what this one needs.
+        known = {t: self._cache[t] for t in texts if t in self._cache}
+        if missing := [t for t in dict.fromkeys(texts) if t not in known]:
+            known.update(zip(missing, await self._compute(missing), strict=True))
+        for text, vector in known.items():
+            self._cache[text] = vector
             self._cache.move_to_end(text)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return vectors
+        return [known[t] for t in texts]
 
     async def _compute(self, texts: list[str]) -> list[list[float]]:
         raise NotImplementedError

@@ -176,7 +176,8 @@ async def _solve_mcts(
     if search.merge == "judge":
         similarity = make_similarity("judge", endpoint=policy, fmt=fmt)
     elif search.merge != "none":
-        similarity = make_similarity(search.merge, threshold=search.merge_threshold)
+        threshold = {} if search.merge_threshold is None else {"threshold": search.merge_threshold}
+        similarity = make_similarity(search.merge, **threshold)
     setup = SearchSetup(policy=policy, fmt=fmt, task=task, similarity=similarity, **critics)  # type: ignore[arg-type]
     result = await run_search(problem, setup=setup, config=search, shared=shared)
     answers = [n.answer for n in result.tree.terminals()]

@@ -139,8 +139,7 @@ async def test_request_asks_for_one_greedy_token_and_top_k_logprobs(kind: str) -
         assert (body["n_predict"], body["n_probs"], body["cache_prompt"]) == (1, 7, True)
     else:
         assert (body["max_tokens"], body["logprobs"]) == (1, 7)
-    assert body["temperature"] == 0
-    assert body["prompt"].startswith("<|im_start|>system\n" + INSTRUCTION)
+    assert body["temperature"] == 0 and body["prompt"].startswith("<|im_start|>system\n" + INSTRUCTION)
     assert "Step 2: 12 - 2 = 10 apples are left." in body["prompt"]
 
 
@@ -296,6 +295,5 @@ async def test_generative_prm_on_the_real_server(embedded_url: str) -> None:
     async with Endpoint(LlamaCppBackend(embedded_url), timeout=300) as ep:
         critic = GenerativeCritic(ep, get_format("chatml"), role="prm")
         score = await critic.score(QUESTION, STEPS[:2])
-    assert 0.0 <= score.p <= 1.0
+    assert 0.0 <= score.p <= 1.0 and (critic.calls, critic.missing_count) == (1, int(score.missing))
     assert (score.usage.requests, score.usage.completion_tokens) == (1, 1) and score.usage.prompt_tokens > 0
-    assert (critic.calls, critic.missing_count) == (1, int(score.missing))

@@ -254,6 +254,21 @@ async def test_endpoint_embedder_contract_orders_by_index_and_caches() -> None:
     await embedder.aclose()
 
 
+async def test_endpoint_embedder_cache_drops_the_least_recently_used() -> None:
+    inputs: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        inputs.append(json.loads(request.content)["input"])
+        return httpx.Response(200, json=embeddings_body(inputs[-1]))
+
+    embedder = embedder_with(handler)
+    embedder.cache_size = 2
+    await embedder.embed(["a", "b", "c"])  # keeps b, c
+    await embedder.embed(["b"])  # b is now the most recent: keeps c, b
+    await embedder.embed(["a", "c"])  # a again; c still cached
+    assert inputs == [["a", "b", "c"], ["a"]]
+
+
 @pytest.mark.parametrize(
     ("responses", "error", "calls"),
     [

@@ -1,18 +1,17 @@
 """A real HTTP fake of a completions server, for tests and benchmarks without GPUs or models.
 
 Routes, in the real servers' shapes: ``POST /v1/completions`` (OpenAI), ``POST /completion``
-(llama.cpp native, a list for ``n_cmpl`` > 1), ``GET /health``, ``GET /v1/models``.
+(llama.cpp native; a list for ``n_cmpl`` > 1), ``GET /health``, ``GET /v1/models``.
 
-Cost model: at most ``slots`` requests are processed at once, the rest wait in a FIFO queue, and
-each holds its slot for ``latency`` seconds (``asyncio.sleep``; the ``n`` completions of a request
-share one slot). The prompt cache is the longest prefix, in 64-character blocks, shared with any
-earlier prompt (chained block hashes, as in vLLM's prefix caching). A token is 4 characters; each
-completion costs ``tokens_per_completion`` tokens (fewer when ``max_tokens`` cuts it).
+Cost model: at most ``slots`` requests are processed at once, the rest wait in a FIFO queue, and each
+holds its slot ``latency`` seconds (``asyncio.sleep``; a request's ``n`` completions share it). The
+prompt cache is the longest prefix, in 64-character blocks, shared with any earlier prompt (chained
+block hashes, like vLLM's). A token is 4 characters; a completion costs ``tokens_per_completion``.
 
-The server has its own thread and event loop, so the client's CPU work does not disturb its latency
-model; ``stats()`` includes that thread's CPU time, for benchmarks in the same process to subtract.
-HTTP/1.1 (keep-alive, Content-Length bodies) is served by ``asyncio.start_server``: no dependency.
-Left out: streaming, chat, logprobs (always ``None``), tokenization, cache eviction, chunked bodies.
+The server runs on its own thread and event loop, so the client's CPU work does not disturb its
+latency; ``stats()`` reports that thread's CPU time for benchmarks in the same process to subtract.
+HTTP/1.1 with keep-alive is served by ``asyncio.start_server`` (no dependency). Left out: streaming,
+chat, logprobs (``None``), tokenization, cache eviction, chunked request bodies.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ __all__ = ["FakeServer", "FakeServerStats", "default_text"]
 
 CHARS_PER_TOKEN = 4
 BLOCK_CHARS = 64
-_MAX_CACHED_BLOCKS = 1_000_000
 _UNLIMITED = 1 << 30
 
 
@@ -78,13 +76,7 @@ class _Choice(NamedTuple):
     tokens: int
 
 
-class _Result(NamedTuple):
-    choices: list[_Choice]
-    prompt_tokens: int
-    cached_tokens: int
-
-
-class _BadRequest(Exception):
+class _BadRequest(ValueError):
     """Answered with HTTP 400."""
 
 
@@ -124,10 +116,8 @@ class FakeServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> FakeServer:
-        if self._thread is not None:
-            raise RuntimeError("the fake server is already running")
-        self._ready.clear()
-        self._error = self._final = None
+        if self._thread is not None or self._final is not None:
+            raise RuntimeError("a FakeServer starts once")
         self._thread = threading.Thread(target=self._run, name="fake-server", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -166,17 +156,15 @@ class FakeServer:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as exc:
+        except BaseException as exc:  # reported by start()
             self._error = exc
-        finally:
-            self._ready.set()
+        self._ready.set()
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._slot = asyncio.Semaphore(self.slots)  # FIFO since Python 3.11.1
         self._cache: set[int] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._now = {"active": 0, "queued": 0}
         self._tally: dict[str, Any] = {f: 0 for f in FakeServerStats.__dataclass_fields__}
         self._cpu_start = time.thread_time()
@@ -184,35 +172,25 @@ class FakeServer:
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         await self._stopping.wait()
-        server.close()  # stop listening, then end the connections kept alive
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await server.wait_closed()
+        server.close()  # stop listening; asyncio.run then cancels the connections kept alive
         self._final = await self._snapshot()
 
     async def _snapshot(self) -> FakeServerStats:
         return FakeServerStats(**self._tally | {"cpu_seconds": time.thread_time() - self._cpu_start})
 
-    def _enter(self, state: str, delta: int) -> None:
-        """One request more (or fewer) ``active`` or ``queued``; tracks the peak."""
+    def _enter(self, state: str, delta: int) -> None:  # one more (or fewer) active or queued
         self._now[state] += delta
         self._tally[f"peak_{state}"] = max(self._tally[f"peak_{state}"], self._now[state])
 
     # HTTP/1.1: a task per connection, requests answered in order, kept alive unless told otherwise.
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
         self._tally["connections"] += 1
         try:
-            while await self._exchange(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):  # the client left
+                while await self._exchange(reader, writer):
+                    pass
         finally:
-            self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -220,19 +198,14 @@ class FakeServer:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request and answer it; whether the connection stays open."""
         try:
-            line = await reader.readline()
-            if not line:
-                return False
-            method, target, version = line.decode("latin-1").split()
-            headers: dict[str, str] = {}
-            while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                name, _, value = header.decode("latin-1").partition(":")
-                headers[name.strip().lower()] = value.strip()
+            request_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            method, target, version = request_line.split()
+            headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines if h)}
             if "transfer-encoding" in headers:
                 raise ValueError("chunked bodies are not supported; send Content-Length")
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-        except ValueError as exc:  # a malformed request line or header, or a line over the limit
-            await _send(writer, 400, _error(400, f"malformed request: {exc}"), keep=False)
+        except (ValueError, asyncio.LimitOverrunError) as exc:  # a malformed or oversized head
+            await _send(writer, 400, _error(400, f"malformed request: {exc!r}"), keep=False)
             return False
         keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         status, payload = await self._route(method, target.partition("?")[0], body)
@@ -250,44 +223,38 @@ class FakeServer:
             if not isinstance(data, dict):
                 raise _BadRequest("the body must be a JSON object")
             request = parse(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return 400, _error(400, f"the body is not valid JSON: {exc}")
-        except _BadRequest as exc:
-            return 400, _error(400, str(exc))
+        except ValueError as exc:  # invalid JSON or a _BadRequest
+            return 400, _error(400, f"bad request: {exc}")
         try:
-            return 200, render(data, await self._generate(request), self.latency)
+            return 200, render(data, *await self._generate(request))
         except Exception as exc:  # text_fn raised: answer as a crashing server would
             return 500, _error(500, f"{type(exc).__name__}: {exc}")
 
     # The model: wait for a slot, hold it ``latency`` seconds, write the completions.
 
-    async def _generate(self, request: _Request) -> _Result:
+    async def _generate(self, request: _Request) -> tuple[list[_Choice], int, int]:
         loop = asyncio.get_running_loop()
         queued_at = loop.time()
         self._enter("queued", 1)
-        try:
-            await self._slot.acquire()
-        finally:
+        async with self._slot:  # (cancelled while queued: only at shutdown, after the last stats)
+            started = loop.time()
             self._enter("queued", -1)
-        started = loop.time()
-        self._tally["wait_seconds"] += started - queued_at
-        self._enter("active", 1)
-        try:
-            prompt_tokens = max(1, math.ceil(len(request.prompt) / CHARS_PER_TOKEN))
-            cached = min(self._cached_chars(request.prompt) // CHARS_PER_TOKEN, prompt_tokens - 1)
-            choices = [self._choice(request, i) for i in range(request.n)]
-            await asyncio.sleep(self.latency)
-        finally:
-            self._enter("active", -1)
-            self._tally["busy_seconds"] += loop.time() - started
-            self._slot.release()
+            self._enter("active", 1)
+            self._tally["wait_seconds"] += started - queued_at
+            try:
+                prompt_tokens = max(1, math.ceil(len(request.prompt) / CHARS_PER_TOKEN))
+                cached = min(self._cached_chars(request.prompt) // CHARS_PER_TOKEN, prompt_tokens - 1)
+                choices = [self._choice(request, i) for i in range(request.n)]
+                await asyncio.sleep(self.latency)
+            finally:
+                self._enter("active", -1)
+                self._tally["busy_seconds"] += loop.time() - started
         self._tally["requests"] += 1
         self._tally["completions"] += request.n
-        return _Result(choices, prompt_tokens, cached)
+        return choices, prompt_tokens, cached
 
     def _cached_chars(self, prompt: str) -> int:
-        """Characters of ``prompt`` seen before as a prefix of an earlier prompt; then remember it.
-        Block j's hash chains blocks 0..j, so a hit on it means the whole prefix matched."""
+        """Length of the longest cached prefix (block j's hash chains blocks 0..j); remember all."""
         h = cached = 0
         for end in range(BLOCK_CHARS, len(prompt) + 1, BLOCK_CHARS):
             h = hash((h, prompt[end - BLOCK_CHARS : end]))
@@ -295,8 +262,6 @@ class FakeServer:
                 cached = end
             else:
                 self._cache.add(h)
-        if len(self._cache) > _MAX_CACHED_BLOCKS:
-            self._cache.clear()
         return cached
 
     def _choice(self, request: _Request, i: int) -> _Choice:
@@ -310,7 +275,7 @@ class FakeServer:
         return _Choice(text, "eos", "", tokens)
 
 
-# The two dialects: a request parser and an answer renderer each.
+# The two dialects: a request parser and an answer writer each.
 
 
 def _parse_openai(data: dict[str, Any]) -> _Request:
@@ -320,20 +285,17 @@ def _parse_openai(data: dict[str, Any]) -> _Request:
     return _request(data, n=_integer(data, "n", default=1, minimum=1), max_tokens=limit)
 
 
-def _render_openai(data: dict[str, Any], result: _Result, latency: float) -> dict[str, Any]:
+def _openai_body(data: dict[str, Any], choices: list[_Choice], prompt: int, cached: int) -> Any:
     finish = {"eos": "stop", "word": "stop", "limit": "length"}
-    choices = [
+    out = [
         {"index": i, "text": c.text, "logprobs": None, "finish_reason": finish[c.stop_type]}
-        for i, c in enumerate(result.choices)
+        for i, c in enumerate(choices)
     ]
-    prompt, completion = result.prompt_tokens, sum(c.tokens for c in result.choices)
-    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
-    usage |= {
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
-    }
+    completion = sum(c.tokens for c in choices)
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    details = {"prompt_tokens_details": {"cached_tokens": cached}}
     head = {"id": "cmpl-fake", "object": "text_completion", "model": data.get("model") or "fake"}
-    return head | {"created": int(time.time()), "choices": choices, "usage": usage}
+    return head | {"created": int(time.time()), "choices": out, "usage": usage | details}
 
 
 def _parse_native(data: dict[str, Any]) -> _Request:
@@ -342,24 +304,19 @@ def _parse_native(data: dict[str, Any]) -> _Request:
     return _request(data, n=n, max_tokens=limit if limit >= 0 else _UNLIMITED)
 
 
-def _render_native(data: dict[str, Any], result: _Result, latency: float) -> Any:
-    prompt, cached = result.prompt_tokens, result.cached_tokens
-    timings = {"prompt_n": prompt - cached, "cache_n": cached, "predicted_ms": latency * 1000}
+def _native_body(data: dict[str, Any], choices: list[_Choice], prompt: int, cached: int) -> Any:
+    timings = {"prompt_n": prompt - cached, "cache_n": cached}
     items = [
         {"index": i, "content": c.text, "stop": True, "stop_type": c.stop_type}
         | {"stopping_word": c.stopping_word, "tokens_predicted": c.tokens, "tokens_evaluated": prompt}
         | {"tokens_cached": prompt + c.tokens, "timings": timings | {"predicted_n": c.tokens}}
-        for i, c in enumerate(result.choices)
+        for i, c in enumerate(choices)
     ]
     return items if len(items) > 1 else items[0]
 
 
-_DIALECTS = {
-    "/v1/completions": (_parse_openai, _render_openai),
-    "/completion": (_parse_native, _render_native),
-}
-_MODELS = [{"id": "fake", "object": "model", "owned_by": "treeloop"}]
-_READS = {"/health": {"status": "ok"}, "/v1/models": {"object": "list", "data": _MODELS}}
+_DIALECTS = {"/v1/completions": (_parse_openai, _openai_body), "/completion": (_parse_native, _native_body)}
+_READS = {"/health": {"status": "ok"}, "/v1/models": {"object": "list", "data": [{"id": "fake"}]}}
 
 
 def _request(data: dict[str, Any], *, n: int, max_tokens: int) -> _Request:
@@ -374,11 +331,9 @@ def _request(data: dict[str, Any], *, n: int, max_tokens: int) -> _Request:
 
 def _integer(data: dict[str, Any], key: str, *, default: int, minimum: int) -> int:
     value = data.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
         raise _BadRequest(f"'{key}' must be an integer >= {minimum}, got {value!r}")
-    return value
+    return default if value is None else value
 
 
 def _error(status: int, message: str) -> dict[str, Any]:

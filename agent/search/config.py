@@ -44,7 +44,7 @@ class SearchConfig:
     top_p: float = 0.95
     # --- state merging ---
     merge: MergeKind = "edit"
-    merge_threshold: float = 0.15  # edit: max normalized distance; embedding: min cosine similarity
+    merge_threshold: float | None = None  # edit: max normalized distance (default 0.2); embedding: min cosine (0.9)
     resample: int = 2  # re-sample a near-duplicate up to this many times before merging it
     # --- fast rollout ---
     rollouts: int = 0  # completions per new non-terminal node; 0 turns fast rollout off
@@ -86,6 +86,7 @@ class SearchConfig:
             min(self.option_max_tokens, self.final_max_tokens, self.rollout_max_tokens) >= 1,
             "token caps >= 1",
         )
+        need(self.merge_threshold is None or 0 <= self.merge_threshold <= 1, "merge_threshold must be in [0, 1]")
         need(self.resample >= 0 and self.rollouts >= 0 and self.rollout_min_depth >= 0, "counts must be >= 0")
         need(min(self.w_value, self.w_prm, self.w_orm) >= 0, "critic weights must be >= 0")
         need(1 <= self.simulations <= self.max_simulations, "need 1 <= simulations <= max_simulations")
