@@ -20,6 +20,7 @@ from agent.prompts import get_format
 from agent.runtime import Policy
 from agent.solve import main as solve_main
 from agent.solve import solve
+from agent.search.config import SearchConfig
 from agent.solvers import SolverConfig, solve_problem
 from agent.tasks import get_task, load_task_problems
 
@@ -139,3 +140,45 @@ def test_evaluate_cli_sc_writes_both_files(embedded_url: str, tmp_path: Path) ->
         embedded_url,
     ]
     assert evaluate_main(other) == 2
+
+
+async def test_small_mcts_on_the_real_server(policy: Policy) -> None:
+    task = get_task("arith")
+    problem = load_task_problems("arith", limit=1, seed=11)[0]
+    config = SolverConfig(method="mcts", search=SearchConfig(simulations=8, workers=4, max_depth=4))
+    solution = await solve_problem(problem, policy=policy.endpoint, task=task, fmt=policy.fmt, config=config)
+    result = solution.search
+    assert result is not None and result.stopped == "budget"
+    tree = result.tree
+    assert tree.simulations == 8 and tree.in_flight == 0
+    assert all(n.virtual_loss == 0 and n.pending == 0 for n in tree.nodes)
+    assert len(tree.nodes) > 1 and all(n.option or n.terminal for n in tree.nodes[1:])
+    assert all(0.0 <= (n.value or 0.0) <= 1.0 for n in tree.nodes[1:])
+    # siblings share the parent's prompt: the server reuses it
+    assert result.policy_usage.cached_tokens > 0.5 * result.policy_usage.prompt_tokens
+    assert set(result.answers) == {"vote", "greedy", "best_leaf", "orm_rerank"}
+    assert solution.text
+
+
+def test_evaluate_cli_mcts_saves_trees(embedded_url: str, tmp_path: Path) -> None:
+    out, trees = tmp_path / "mcts", tmp_path / "trees"
+    args = ["--task", "arith", "--method", "mcts", "--simulations", "6", "--limit", "2", "--out", str(out)]
+    args += [
+        "--save-trees",
+        str(trees),
+        "--set",
+        "max_depth=4",
+        "--url",
+        embedded_url,
+        "--backend",
+        "llamacpp",
+    ]
+    assert evaluate_main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["solver"]["search"]["simulations"] == 6
+    assert set(summary["settings"]["selector_accuracy"]) == {"vote", "greedy", "best_leaf", "orm_rerank"}
+    saved = sorted(trees.glob("*.json"))
+    assert len(saved) == 2
+    tree = json.loads(saved[0].read_text())
+    assert tree["simulations"] == 6 and tree["nodes"][0]["visits"] >= 1
+    assert {"option", "visits", "value_sum", "scores", "merged", "tokens"} <= set(tree["nodes"][1])

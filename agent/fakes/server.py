@@ -8,10 +8,9 @@ holds its slot ``latency`` seconds (``asyncio.sleep``; a request's ``n`` complet
 prompt cache is the longest prefix, in 64-character blocks, shared with any earlier prompt (chained
 block hashes, like vLLM's). A token is 4 characters; a completion costs ``tokens_per_completion``.
 
-The server runs on its own thread and event loop, so the client's CPU work does not disturb its
-latency; ``stats()`` reports that thread's CPU time for benchmarks in the same process to subtract.
-HTTP/1.1 with keep-alive is served by ``asyncio.start_server`` (no dependency). Left out: streaming,
-chat, logprobs (``None``), tokenization, cache eviction, chunked request bodies.
+It runs on its own thread and event loop, so the client's CPU work does not disturb its latency;
+``stats()`` reports that thread's CPU time, for benchmarks in the same process to subtract. HTTP/1.1
+(keep-alive) on ``asyncio.start_server``. Left out: streaming, chat, logprobs, tokenization, eviction.
 """
 
 from __future__ import annotations
@@ -122,8 +121,6 @@ class FakeServer:
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
-            self._thread.join()
-            self._thread = None
             raise RuntimeError(f"the fake server could not start: {self._error}") from self._error
         return self
 
@@ -165,6 +162,7 @@ class FakeServer:
         self._stopping = asyncio.Event()
         self._slot = asyncio.Semaphore(self.slots)  # FIFO since Python 3.11.1
         self._cache: set[int] = set()
+        self._open: set[asyncio.Task[Any]] = set()
         self._now = {"active": 0, "queued": 0}
         self._tally: dict[str, Any] = {f: 0 for f in FakeServerStats.__dataclass_fields__}
         self._cpu_start = time.thread_time()
@@ -172,8 +170,11 @@ class FakeServer:
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         await self._stopping.wait()
-        server.close()  # stop listening; asyncio.run then cancels the connections kept alive
+        server.close()
         self._final = await self._snapshot()
+        for task in self._open:  # the connections kept alive, and requests in flight
+            task.cancel()
+        await asyncio.gather(*self._open, return_exceptions=True)
 
     async def _snapshot(self) -> FakeServerStats:
         return FakeServerStats(**self._tally | {"cpu_seconds": time.thread_time() - self._cpu_start})
@@ -186,11 +187,13 @@ class FakeServer:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._tally["connections"] += 1
-        try:
-            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):  # the client left
+        self._open.add(task := asyncio.current_task())  # type: ignore[arg-type]
+        try:  # ends when the client leaves, or quietly when stop() cancels it (3.11 logs cancelled ones)
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
                 while await self._exchange(reader, writer):
                     pass
         finally:
+            self._open.discard(task)  # type: ignore[arg-type]
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -233,11 +236,10 @@ class FakeServer:
     # The model: wait for a slot, hold it ``latency`` seconds, write the completions.
 
     async def _generate(self, request: _Request) -> tuple[list[_Choice], int, int]:
-        loop = asyncio.get_running_loop()
-        queued_at = loop.time()
+        queued_at = time.perf_counter()
         self._enter("queued", 1)
         async with self._slot:  # (cancelled while queued: only at shutdown, after the last stats)
-            started = loop.time()
+            started = time.perf_counter()
             self._enter("queued", -1)
             self._enter("active", 1)
             self._tally["wait_seconds"] += started - queued_at
@@ -248,7 +250,7 @@ class FakeServer:
                 await asyncio.sleep(self.latency)
             finally:
                 self._enter("active", -1)
-                self._tally["busy_seconds"] += loop.time() - started
+                self._tally["busy_seconds"] += time.perf_counter() - started
         self._tally["requests"] += 1
         self._tally["completions"] += request.n
         return choices, prompt_tokens, cached
@@ -258,10 +260,8 @@ class FakeServer:
         h = cached = 0
         for end in range(BLOCK_CHARS, len(prompt) + 1, BLOCK_CHARS):
             h = hash((h, prompt[end - BLOCK_CHARS : end]))
-            if h in self._cache:
-                cached = end
-            else:
-                self._cache.add(h)
+            cached = end if h in self._cache else cached
+            self._cache.add(h)
         return cached
 
     def _choice(self, request: _Request, i: int) -> _Choice:
