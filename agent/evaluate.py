@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<task>-<method>[-n<N>])")
     parser.add_argument("--concurrency", type=int, default=8, help="problems in flight at once")
     parser.add_argument("--save-trees", type=Path, metavar="DIR", help="mcts: write each search tree as JSON")
+    parser.add_argument(
+        "--total-tokens", type=int, help="mcts: one budget of policy completion tokens shared by all trees"
+    )
     add_solver_args(parser)
     add_policy_args(parser)
     return parser
@@ -292,6 +295,7 @@ async def _main(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 run_info=info,
                 save_trees=args.save_trees,
+                shared=SharedBudget(max_tokens=args.total_tokens) if args.total_tokens else None,
                 on_start=on_start,
                 on_result=on_result,
             )

@@ -17,7 +17,7 @@ import structlog
 from agent.clients import Endpoint, make_endpoint
 from agent.errors import EndpointError, EndpointUnreachable
 from agent.prompts import PromptFormat, get_format
-from agent.settings import Settings
+from agent.settings import EndpointSettings, Settings
 
 __all__ = ["Policy", "open_policy"]
 
@@ -31,9 +31,17 @@ class Policy:
     endpoint: Endpoint
     fmt: PromptFormat
     embedded: bool
+    rollout: Endpoint | None = None  # a separate (cheaper) endpoint for fast rollouts
 
     def describe(self) -> dict[str, object]:
-        return {"url": self.endpoint.url, "prompt_format": self.fmt.name, "embedded": self.embedded}
+        described: dict[str, object] = {
+            "url": self.endpoint.url,
+            "prompt_format": self.fmt.name,
+            "embedded": self.embedded,
+        }
+        if self.rollout is not None:
+            described["rollout_url"] = self.rollout.url
+        return described
 
 
 @asynccontextmanager
@@ -62,14 +70,30 @@ async def open_policy(settings: Settings) -> AsyncIterator[Policy]:
                 update={"url": server.url, "backend": "llamacpp", "max_concurrency": e.parallel}
             )
             log.info("embedded_server_started", url=server.url)
-        endpoint = await stack.enter_async_context(make_endpoint(endpoint_settings, retry=settings.retry))
-        try:
-            await endpoint.health()
-        except EndpointError as exc:
-            raise EndpointUnreachable(
-                f"no healthy model server at {endpoint.url} ({exc}). Start one (for example "
-                "`python -m sglang.launch_server --model-path MODEL --port 30000`), fix AGENT_POLICY__URL, "
-                "or unset it to use the embedded CPU model.",
-                url=endpoint.url,
-            ) from exc
-        yield Policy(endpoint=endpoint, fmt=get_format(endpoint_settings.prompt_format), embedded=embedded)
+        endpoint = await _healthy(stack, endpoint_settings, settings, variable="AGENT_POLICY__URL")
+        rollout = None
+        if settings.rollout.url:
+            rollout = await _healthy(stack, settings.rollout, settings, variable="AGENT_ROLLOUT__URL")
+        yield Policy(
+            endpoint=endpoint,
+            fmt=get_format(endpoint_settings.prompt_format),
+            embedded=embedded,
+            rollout=rollout,
+        )
+
+
+async def _healthy(
+    stack: AsyncExitStack, endpoint_settings: EndpointSettings, settings: Settings, *, variable: str
+) -> Endpoint:
+    """An endpoint (closed with ``stack``) whose server answers its health check."""
+    endpoint = await stack.enter_async_context(make_endpoint(endpoint_settings, retry=settings.retry))
+    try:
+        await endpoint.health()
+    except EndpointError as exc:
+        raise EndpointUnreachable(
+            f"no healthy model server at {endpoint.url} ({exc}). Start one (for example "
+            f"`python -m sglang.launch_server --model-path MODEL --port 30000`), fix {variable}, "
+            "or unset it to use the embedded CPU model.",
+            url=endpoint.url,
+        ) from exc
+    return endpoint

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     )
 
     policy: EndpointSettings = EndpointSettings()
+    # A cheaper policy for fast rollouts; without a URL the policy endpoint is used.
+    rollout: EndpointSettings = EndpointSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     retry: RetrySettings = RetrySettings()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"

@@ -40,13 +40,20 @@ async def solve(
     config = config or SolverConfig(method=method)
     problem = Problem(id="question", question=question)
     if policy is not None:
-        return await solve_problem(
-            problem, policy=policy.endpoint, task=get_task(task), fmt=policy.fmt, config=config
-        )
+        return await _solve_with(policy, problem, task=task, config=config)
     async with open_policy(settings or load_settings()) as opened:
-        return await solve_problem(
-            problem, policy=opened.endpoint, task=get_task(task), fmt=opened.fmt, config=config
-        )
+        return await _solve_with(opened, problem, task=task, config=config)
+
+
+async def _solve_with(policy: Policy, problem: Problem, *, task: str, config: SolverConfig) -> Solution:
+    return await solve_problem(
+        problem,
+        policy=policy.endpoint,
+        task=get_task(task),
+        fmt=policy.fmt,
+        config=config,
+        rollout=policy.rollout,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

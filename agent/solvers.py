@@ -102,13 +102,20 @@ async def solve_problem(
     fmt: PromptFormat,
     config: SolverConfig = SolverConfig(),
     shared: SharedBudget | None = None,
+    rollout: Endpoint | None = None,
 ) -> Solution:
-    """Solve one problem with the configured method (``shared``: a budget across many mcts trees)."""
+    """Solve one problem with the configured method.
+
+    For mcts: ``shared`` is one budget across many concurrent trees, ``rollout`` a cheaper endpoint
+    for fast rollouts (default: the policy endpoint).
+    """
     if not problem.question.strip():
         raise InputError(f"problem {problem.id!r} has an empty question; give the text of a problem")
     try:
         if config.method == "mcts":
-            return await _solve_mcts(problem, policy=policy, task=task, fmt=fmt, config=config, shared=shared)
+            return await _solve_mcts(
+                problem, policy=policy, task=task, fmt=fmt, config=config, shared=shared, rollout=rollout
+            )
         return await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
     except PromptTooLong as exc:
         raise InputError(
@@ -169,6 +176,7 @@ async def _solve_mcts(
     fmt: PromptFormat,
     config: SolverConfig,
     shared: SharedBudget | None,
+    rollout: Endpoint | None,
 ) -> Solution:
     search = config.search
     critics = build_critics(config.critics, policy=policy, fmt=fmt)
@@ -178,7 +186,9 @@ async def _solve_mcts(
     elif search.merge != "none":
         threshold = {} if search.merge_threshold is None else {"threshold": search.merge_threshold}
         similarity = make_similarity(search.merge, **threshold)
-    setup = SearchSetup(policy=policy, fmt=fmt, task=task, similarity=similarity, **critics)  # type: ignore[arg-type]
+    setup = SearchSetup(
+        policy=policy, fmt=fmt, task=task, similarity=similarity, rollout_policy=rollout, **critics
+    )  # type: ignore[arg-type]
     result = await run_search(problem, setup=setup, config=search, shared=shared)
     answers = [n.answer for n in result.tree.terminals()]
     _, votes = vote(answers)

@@ -236,11 +236,11 @@ class FakeServer:
     # The model: wait for a slot, hold it ``latency`` seconds, write the completions.
 
     async def _generate(self, request: _Request) -> tuple[list[_Choice], int, int]:
-        queued_at = time.perf_counter()
-        self._enter("queued", 1)
+        queued_at, waits = time.perf_counter(), self._slot.locked()  # no free slot: it queues
+        self._enter("queued", waits)
         async with self._slot:  # (cancelled while queued: only at shutdown, after the last stats)
             started = time.perf_counter()
-            self._enter("queued", -1)
+            self._enter("queued", -waits)
             self._enter("active", 1)
             self._tally["wait_seconds"] += started - queued_at
             try:

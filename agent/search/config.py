@@ -44,12 +44,14 @@ class SearchConfig:
     top_p: float = 0.95
     # --- state merging ---
     merge: MergeKind = "edit"
-    merge_threshold: float | None = None  # edit: max normalized distance (default 0.2); embedding: min cosine (0.9)
+    merge_threshold: float | None = (
+        None  # edit: max normalized distance (default 0.2); embedding: min cosine (0.9)
+    )
     resample: int = 2  # re-sample a near-duplicate up to this many times before merging it
     # --- fast rollout ---
     rollouts: int = 0  # completions per new non-terminal node; 0 turns fast rollout off
     rollout_min_depth: int = 0
-    rollout_max_tokens: int = 256
+    rollout_max_tokens: int = 160  # shorter than final_max_tokens: rollouts are cheap estimates
     # --- node value = weighted mix of critics (a weight of 0 means the critic is never called) ---
     w_value: float = 1.0
     w_prm: float = 1.0
@@ -86,7 +88,10 @@ class SearchConfig:
             min(self.option_max_tokens, self.final_max_tokens, self.rollout_max_tokens) >= 1,
             "token caps >= 1",
         )
-        need(self.merge_threshold is None or 0 <= self.merge_threshold <= 1, "merge_threshold must be in [0, 1]")
+        need(
+            self.merge_threshold is None or 0 <= self.merge_threshold <= 1,
+            "merge_threshold must be in [0, 1]",
+        )
         need(self.resample >= 0 and self.rollouts >= 0 and self.rollout_min_depth >= 0, "counts must be >= 0")
         need(min(self.w_value, self.w_prm, self.w_orm) >= 0, "critic weights must be >= 0")
         need(1 <= self.simulations <= self.max_simulations, "need 1 <= simulations <= max_simulations")
