@@ -127,7 +127,7 @@ class _Search:
             return "tokens"
         if started >= c.max_simulations:
             return "budget"
-        if started >= c.simulations and len(tree.terminals()) >= c.min_terminals:
+        if started >= c.simulations and tree.terminal_count >= c.min_terminals:
             return "budget"
         return None
 

@@ -18,9 +18,9 @@ from agent.evaluate import evaluate
 from agent.evaluate import main as evaluate_main
 from agent.prompts import get_format
 from agent.runtime import Policy
+from agent.search.config import SearchConfig
 from agent.solve import main as solve_main
 from agent.solve import solve
-from agent.search.config import SearchConfig
 from agent.solvers import SolverConfig, solve_problem
 from agent.tasks import get_task, load_task_problems
 

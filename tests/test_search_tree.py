@@ -116,6 +116,7 @@ def test_invariants_hold_for_any_schedule(schedule: list[tuple[str, int, float]]
     tree = _run(schedule, selection)
     config = tree.config
     assert tree.in_flight == 0
+    assert tree.terminal_count == len(tree.terminals())
     for node in tree.nodes:
         assert node.virtual_loss == 0 and node.pending == 0  # nothing left over
         # depth equals the trajectory length

@@ -64,6 +64,7 @@ class Tree:
         self.nodes: list[Node] = [root]
         self.simulations = 0  # completed simulations
         self.in_flight = 0  # tickets handed out and not yet released
+        self.terminal_count = 0
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -179,6 +180,7 @@ class Tree:
         )
         self.nodes.append(child)
         parent.children.append(child.id)
+        self.terminal_count += child.terminal
         self._backup([*ticket.path, child.id], value)
         self._update_width(parent)
         self.release(ticket)
@@ -254,4 +256,5 @@ class Tree:
         tree = cls(data["question"], SearchConfig(**data["config"]))
         tree.nodes = [Node(**n) for n in data["nodes"]]
         tree.simulations = int(data["simulations"])
+        tree.terminal_count = sum(n.terminal for n in tree.nodes)
         return tree
