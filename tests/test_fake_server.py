@@ -11,6 +11,7 @@ import contextlib
 import math
 import resource
 import time
+from collections.abc import Callable
 
 import anyio
 import httpx
@@ -28,12 +29,13 @@ LINE = Sampling(max_tokens=32, stop=("\n",))
 PREFIX = "You solve arithmetic problems step by step.\n" * 16  # 704 characters, 11 cache blocks
 
 
-def openai(server: FakeServer, **kw: object) -> Endpoint:
-    return Endpoint(OpenAIBackend(server.url), retry=NO_RETRY, **kw)  # type: ignore[arg-type]
+def openai(server: FakeServer, *, max_concurrency: int = 8) -> Endpoint:
+    return Endpoint(OpenAIBackend(server.url), max_concurrency=max_concurrency, retry=NO_RETRY)
 
 
-def llamacpp(server: FakeServer, *, max_n: int = 8, **kw: object) -> Endpoint:
-    return Endpoint(LlamaCppBackend(server.url, max_n=max_n), retry=NO_RETRY, **kw)  # type: ignore[arg-type]
+def llamacpp(server: FakeServer, *, max_n: int = 8, max_concurrency: int = 8) -> Endpoint:
+    backend = LlamaCppBackend(server.url, max_n=max_n)
+    return Endpoint(backend, max_concurrency=max_concurrency, retry=NO_RETRY)
 
 
 def test_exports() -> None:
@@ -82,7 +84,7 @@ async def test_openai_dialect_parses_with_n() -> None:
         48,
     )
     stats = server.stats()
-    assert (stats.requests, stats.completions) == (1, 3)
+    assert (stats.requests, stats.completions, stats.peak_queued) == (1, 3, 0)
 
 
 async def test_llamacpp_dialect_parses_with_n_split_over_requests() -> None:
@@ -118,7 +120,7 @@ async def test_text_fn_stop_strings_and_max_tokens() -> None:
 
 
 @pytest.mark.parametrize("make", [openai, llamacpp], ids=["openai", "llamacpp"])
-async def test_cached_tokens_grow_on_a_repeated_prefix(make) -> None:  # type: ignore[no-untyped-def]
+async def test_cached_tokens_grow_on_a_repeated_prefix(make: Callable[[FakeServer], Endpoint]) -> None:
     question = PREFIX + "Q: 7 + 8?\n"  # 714 characters: 11 whole 64-character blocks
     child = question + "Step 1: 7 + 8 = 15\n" * 4  # 790: 12 blocks
     async with FakeServer(0.0, 2) as server, make(server) as ep:

@@ -46,10 +46,16 @@ def make_endpoint(
             settings.url, model=settings.model, api_key=key, client=client, timeout=settings.timeout
         )
     elif settings.backend == "sglang":
-        backend = SGLangBackend(settings.url, client=client, timeout=settings.timeout)
+        backend = SGLangBackend(
+            settings.url, client=client, timeout=settings.timeout, connections=2 * settings.max_concurrency
+        )
     else:
         backend = LlamaCppBackend(
-            settings.url, max_n=settings.max_concurrency, client=client, timeout=settings.timeout
+            settings.url,
+            max_n=settings.max_concurrency,
+            client=client,
+            timeout=settings.timeout,
+            connections=2 * settings.max_concurrency,
         )
     r = retry or RetrySettings()
     return Endpoint(

@@ -30,11 +30,14 @@ class LlamaCppBackend:
         lora: tuple[tuple[int, float], ...] = (),
         client: httpx.AsyncClient | None = None,
         timeout: float = 300.0,
+        connections: int = 64,
     ) -> None:
         self.url = url.rstrip("/")
         self.max_n = max_n
         self.lora = lora  # (adapter id, scale) pairs applied to every request
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        # Keep as many connections open as requests may be in flight: httpx's default keeps 20.
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._client = client or httpx.AsyncClient(timeout=timeout, limits=limits)
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
         if n <= self.max_n:

@@ -28,10 +28,13 @@ class SGLangBackend:
         adapter: str | None = None,
         client: httpx.AsyncClient | None = None,
         timeout: float = 300.0,
+        connections: int = 64,
     ) -> None:
         self.url = url.rstrip("/")
         self.adapter = adapter
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        # Keep as many connections open as requests may be in flight: httpx's default keeps 20.
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._client = client or httpx.AsyncClient(timeout=timeout, limits=limits)
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
         params: dict[str, Any] = {

@@ -81,11 +81,12 @@ def cosine_similarity(u: Sequence[float], v: Sequence[float]) -> float:
     """Cosine of the angle between ``u`` and ``v``, in [-1, 1]; 0.0 when either is all zeros."""
     if len(u) != len(v):
         raise ValueError(f"vectors differ in length: {len(u)} and {len(v)}")
-    norm = math.hypot(*u) * math.hypot(*v)
-    if norm == 0.0:
+    norm_u, norm_v = math.hypot(*u), math.hypot(*v)
+    if norm_u == 0.0 or norm_v == 0.0:
         return 0.0
-    dot = math.fsum(x * y for x, y in zip(u, v, strict=True))
-    return max(-1.0, min(1.0, dot / norm))
+    # Normalize each vector first: the product of two tiny norms would underflow to zero.
+    dot = math.fsum((x / norm_u) * (y / norm_v) for x, y in zip(u, v, strict=True))
+    return max(-1.0, min(1.0, dot))
 
 
 def find_duplicate(candidate: str, siblings: Sequence[str], *, threshold: float) -> int | None:
