@@ -49,7 +49,8 @@ pytestmark = pytest.mark.anyio
 URL = "http://model.test"
 FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.0, max_wait=0.0)
 short = st.text(alphabet="ab c", max_size=7)
-vectors = st.lists(st.floats(-100, 100, allow_nan=False), min_size=3, max_size=3)
+# Subnormal floats are left out: scaling one by 0.5 rounds it to zero, a different vector.
+vectors = st.lists(st.floats(-100, 100, allow_nan=False, allow_subnormal=False), min_size=3, max_size=3)
 
 
 def reference_distance(a: str, b: str) -> int:
