@@ -52,7 +52,7 @@ def edit_distance(a: str, b: str, *, limit: int | None = None) -> int:
     if limit is not None and len(a) - len(b) > limit:
         return limit + 1
     if not b:
-        return len(a)
+        return len(a) if limit is None else min(len(a), limit + 1)
     previous = list(range(len(b) + 1))
     for i, char_a in enumerate(a, start=1):
         current = [i]
@@ -67,7 +67,7 @@ def edit_distance(a: str, b: str, *, limit: int | None = None) -> int:
         if limit is not None and min(current) > limit:
             return limit + 1
         previous = current
-    return previous[-1]
+    return previous[-1] if limit is None else min(previous[-1], limit + 1)
 
 
 def normalized_edit_distance(a: str, b: str) -> float:
