@@ -46,9 +46,9 @@ def add_policy_args(parser: argparse.ArgumentParser) -> None:
 def add_solver_args(parser: argparse.ArgumentParser) -> None:
     """Flags of the solvers (greedy, sc, mcts), shared by agent.solve and agent.evaluate."""
     parser.add_argument(
-        "--method", choices=METHODS, default="greedy", help="greedy, sc (self-consistency) or mcts"
+        "--method", choices=METHODS, default="greedy", help="greedy, sc (self-consistency), rerank (ORM re-rank@N) or mcts"
     )
-    parser.add_argument("--n", type=int, default=8, help="samples for sc (default 8)")
+    parser.add_argument("--n", type=int, default=8, help="samples for sc and rerank (default 8)")
     parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc")
     group = parser.add_argument_group("search (mcts)")

@@ -90,16 +90,20 @@ def _record(problem: Problem, solution: Solution, correct: bool) -> dict[str, An
     }
 
 
-async def _search_record(solution: Solution, problem: Problem, grader: Grader) -> dict[str, Any]:
-    """What one search did: each final selector's answer and correctness, tree size, why it stopped."""
-    result = solution.search
-    assert result is not None
+async def _selector_record(solution: Solution, problem: Problem, grader: Grader) -> dict[str, Any]:
+    """Each answer selector's pick (rerank and mcts report several) and whether it is correct."""
     selectors = {}
-    for name, answer in result.answers.items():
+    for name, answer in solution.answers.items():
         ok = problem.gold is not None and await grader.grade(answer, problem.gold)
         selectors[name] = {"answer": answer, "correct": ok}
+    return selectors
+
+
+def _search_record(solution: Solution) -> dict[str, Any]:
+    """What one search did: tree size, why it stopped, what the policy and the critics spent."""
+    result = solution.search
+    assert result is not None
     return {
-        "selectors": selectors,
         "nodes": len(result.tree.nodes),
         "simulations": result.tree.simulations,
         "terminals": len(result.tree.terminals()),
@@ -113,13 +117,13 @@ async def _search_record(solution: Solution, problem: Problem, grader: Grader) -
 
 
 def _selector_accuracy(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Accuracy of each of the four final-answer selectors over the mcts records."""
-    searched = [r["search"]["selectors"] for r in records if "search" in r]
-    if not searched:
+    """Accuracy of each answer selector over the records that report selectors."""
+    reported = [r["selectors"] for r in records if r.get("selectors")]
+    if not reported:
         return {}
-    names = sorted({name for s in searched for name in s})
+    names = sorted({name for s in reported for name in s})
     return {
-        name: round(sum(s[name]["correct"] for s in searched if name in s) / len(searched), 4)
+        name: round(sum(s[name]["correct"] for s in reported if name in s) / len(reported), 4)
         for name in names
     }
 
@@ -160,7 +164,7 @@ async def evaluate(
     settings = {
         "task": task.name,
         "method": config.method,
-        "n": config.n if config.method == "sc" else 1,
+        "n": config.n if config.method in ("sc", "rerank") else 1,
         "solver": config.as_dict(),
         "policy": policy.describe(),
         "concurrency": concurrency,
@@ -197,8 +201,10 @@ async def evaluate(
                     return
                 correct = problem.gold is not None and await grader.grade(solution.answer, problem.gold)
                 record = _record(problem, solution, correct)
+                if solution.answers:
+                    record["selectors"] = await _selector_record(solution, problem, grader)
                 if solution.search is not None:
-                    record["search"] = await _search_record(solution, problem, grader)
+                    record["search"] = _search_record(solution)
                     if save_trees is not None:
                         tree = {"id": problem.id, "gold": problem.gold, **solution.search.tree.to_dict()}
                         await anyio.to_thread.run_sync(_save_tree, save_trees, problem.id, tree)
@@ -264,7 +270,7 @@ async def _main(args: argparse.Namespace) -> int:
     problems = load_task_problems(
         args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed
     )
-    suffix = f"-n{args.n}" if args.method == "sc" else ""
+    suffix = f"-n{args.n}" if args.method in ("sc", "rerank") else ""
     out = args.out or Path("runs") / f"{args.task}-{args.method}{suffix}"
     info = {"data": args.data or f"generated:seed={args.seed}:split={args.split}", "limit": args.limit}
     correct = seen = 0

@@ -13,7 +13,7 @@ training: ``arithmetic`` (re-computes every ``a op b = c`` claim; tool-checked P
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from agent.clients import Endpoint, Sampling, Usage
@@ -25,6 +25,7 @@ from agent.errors import ConfigError, InputError, PromptTooLong
 from agent.merging import Similarity, make_similarity
 from agent.prompts import PromptFormat
 from agent.search.config import SearchConfig
+from agent.search.options import OptionRule
 from agent.tasks.answers import normalize_number
 from agent.tasks.base import Problem, Task
 
@@ -39,8 +40,8 @@ __all__ = [
     "vote",
 ]
 
-Method = Literal["greedy", "sc", "mcts"]
-METHODS: tuple[Method, ...] = ("greedy", "sc", "mcts")
+Method = Literal["greedy", "sc", "rerank", "mcts"]
+METHODS: tuple[Method, ...] = ("greedy", "sc", "rerank", "mcts")
 CriticsKind = Literal["arithmetic", "generative", "mixed", "none"]
 CRITICS: tuple[CriticsKind, ...] = ("arithmetic", "generative", "mixed", "none")
 
@@ -56,7 +57,7 @@ class SolverConfig:
     max_tokens: int = 320
     seed: int | None = None
     search: SearchConfig = field(default_factory=SearchConfig)  # used by mcts only
-    critics: CriticsKind = "arithmetic"  # used by mcts only
+    critics: CriticsKind = "arithmetic"  # used by mcts and rerank
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -71,7 +72,9 @@ class SolverConfig:
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
         if self.method != "mcts":
-            del data["search"], data["critics"]
+            del data["search"]
+        if self.method not in ("mcts", "rerank"):
+            del data["critics"]
         return data
 
 
@@ -83,7 +86,8 @@ class Solution:
     votes: dict[str, int] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)  # usage.seconds adds up request times
     seconds: float = 0.0  # wall time to solve this problem
-    search: SearchResult | None = None  # the tree and per-selector answers, for mcts
+    answers: dict[str, str | None] = field(default_factory=dict)  # each answer selector's pick (rerank, mcts)
+    search: SearchResult | None = None  # the tree, for mcts
 
 
 def vote(answers: list[str | None]) -> tuple[str | None, dict[str, int]]:
@@ -116,7 +120,10 @@ async def solve_problem(
             return await _solve_mcts(
                 problem, policy=policy, task=task, fmt=fmt, config=config, shared=shared, rollout=rollout
             )
-        return await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
+        solution = await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
+        if config.method == "rerank":
+            return await _rerank(problem, solution, policy=policy, task=task, fmt=fmt, config=config)
+        return solution
     except PromptTooLong as exc:
         raise InputError(
             f"problem {problem.id!r} does not fit the model's context window ({exc}); "
@@ -168,6 +175,44 @@ def build_critics(kind: CriticsKind, *, policy: Endpoint, fmt: PromptFormat) -> 
     return {"value": generative["value"], "prm": ArithmeticCritic("prm"), "orm": ArithmeticCritic("orm")}
 
 
+async def _rerank(
+    problem: Problem,
+    sampled: Solution,
+    *,
+    policy: Endpoint,
+    task: Task,
+    fmt: PromptFormat,
+    config: SolverConfig,
+) -> Solution:
+    """ORM re-rank@N: the sample the ORM scores highest; also the ORM-weighted vote and the majority."""
+    orm = build_critics(config.critics, policy=policy, fmt=fmt).get("orm")
+    if orm is None:
+        raise ConfigError(f"rerank needs an ORM; --critics {config.critics} has none")
+    rule = OptionRule(config.search.option)
+    scores = [await orm.score(problem.question, _steps(text, rule.separator)) for text in sampled.samples]
+    usage = sum((s.usage for s in scores), sampled.usage)
+    answers = [task.extract_answer(t) for t in sampled.samples]
+    best = max(range(len(scores)), key=lambda i: (answers[i] is not None, scores[i].p))
+    weighted: dict[str, float] = {}
+    for answer, score in zip(answers, scores, strict=True):
+        if answer is not None:
+            key = normalize_number(answer)
+            weighted[key] = weighted.get(key, 0.0) + score.p
+    rerank_answer = normalize_number(answers[best]) if answers[best] is not None else None
+    orm_vote = max(weighted, key=lambda a: weighted[a]) if weighted else None
+    return replace(
+        sampled,
+        answer=rerank_answer,
+        text=sampled.samples[best],
+        usage=usage,
+        answers={"rerank": rerank_answer, "orm_vote": orm_vote, "majority": sampled.answer},
+    )
+
+
+def _steps(text: str, separator: str) -> list[str]:
+    return [step.strip() for step in text.split(separator) if step.strip()]
+
+
 async def _solve_mcts(
     problem: Problem,
     *,
@@ -198,5 +243,6 @@ async def _solve_mcts(
         votes=votes,
         usage=result.usage,
         seconds=result.seconds,
+        answers=dict(result.answers),
         search=result,
     )
