@@ -31,9 +31,15 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from agent.clients import Endpoint, Sampling, Usage, make_endpoint
+from agent.clients import CompletionResult, Endpoint, Sampling, Usage, make_endpoint
+from agent.critics.arithmetic import ArithmeticCritic
+from agent.driver import SearchSetup, run_search
 from agent.fakes import FakeServer
+from agent.merging import EditDistanceSimilarity
+from agent.prompts import get_format
+from agent.search.config import SearchConfig
 from agent.settings import EndpointSettings, RetrySettings
+from agent.tasks import Problem, get_task
 
 __all__ = ["WORKLOADS", "Result", "Workload", "drive", "main", "measure"]
 
@@ -78,7 +84,45 @@ async def drive(endpoint: Endpoint, *, clients: int, requests: int) -> list[Usag
     return usages
 
 
-WORKLOADS: dict[str, Workload] = {"requests": drive}
+async def searches(endpoint: Endpoint, *, clients: int, requests: int) -> list[Usage]:
+    """``clients`` concurrent ηMCTS searches (4 simulations in flight each) sharing ``endpoint``,
+    with about ``requests`` LLM requests in all; the critics are the arithmetic re-checks."""
+    usages: list[Usage] = []
+
+    class Recording:
+        """The endpoint, noting each request's usage on the way back."""
+
+        url = endpoint.url
+
+        async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
+            result = await endpoint.complete(prompt, sampling, n=n)
+            usages.append(result.usage)
+            return result
+
+    simulations = max(4, requests // clients)
+    setup = SearchSetup(
+        policy=Recording(),  # type: ignore[arg-type]
+        fmt=get_format("chatml"),
+        task=get_task("gsm8k"),
+        prm=ArithmeticCritic("prm"),
+        orm=ArithmeticCritic("orm"),
+        similarity=EditDistanceSimilarity(),
+    )
+    config = SearchConfig(simulations=simulations, max_simulations=simulations, workers=4, max_depth=6)
+
+    async def one(index: int) -> None:
+        question = (
+            f"A box holds {index % 50 + 3} pens and {index % 7 + 2} more are added. How many pens? ({index})"
+        )
+        await run_search(Problem(id=f"q{index}", question=question), setup=setup, config=config)
+
+    async with anyio.create_task_group() as tg:
+        for index in range(clients):
+            tg.start_soon(one, index)
+    return usages
+
+
+WORKLOADS: dict[str, Workload] = {"requests": drive, "searches": searches}
 
 # ----------------------------------------------------------------------------------------------
 # One measurement
