@@ -98,7 +98,7 @@ def calibration_report(
         recall=tp / positives if positives else None,
         accuracy=sum(p == y for p, y in zip(predicted, ys, strict=True)) / n,
         auc=_auc(xs, ys),
-        ece=sum(b.count / n * abs(b.mean_predicted - b.observed) for b in table if b.count),  # type: ignore[operator]
+        ece=sum(b.count / n * abs(x - y) for b, (x, y) in _filled(table)),
         brier=sum((s - y) ** 2 for s, y in zip(xs, ys, strict=True)) / n,
         bins=table,
     )
@@ -134,6 +134,15 @@ def _bins(xs: Sequence[float], ys: Sequence[bool], bins: int) -> tuple[Bin, ...]
         observed = sum(ys[i] for i in idx) / len(idx) if idx else None
         table.append(Bin(b / bins, (b + 1) / bins, len(idx), mean, observed))
     return tuple(table)
+
+
+def _filled(table: Sequence[Bin]) -> list[tuple[Bin, tuple[float, float]]]:
+    """The non-empty bins with their (mean predicted, observed frequency)."""
+    return [
+        (b, (b.mean_predicted, b.observed))
+        for b in table
+        if b.mean_predicted is not None and b.observed is not None
+    ]
 
 
 def format_table(reports: Mapping[str, Calibration], *, reference: bool = True) -> str:
@@ -188,10 +197,10 @@ def reliability_plot(reports: Mapping[str, Calibration], path: Path) -> None:
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
     for name, report in reports.items():
-        full = [b for b in report.bins if b.count]
+        points = [xy for _, xy in _filled(report.bins)]
         ax.plot(
-            [b.mean_predicted for b in full],
-            [b.observed for b in full],
+            [x for x, _ in points],
+            [y for _, y in points],
             marker="o",
             label=f"{name} (ECE {report.ece:.3f}, n={report.n})",
         )
