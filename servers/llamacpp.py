@@ -15,11 +15,12 @@ import argparse
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
 
+from agent.errors import ConfigError
 from servers.models import BUNDLED, cache_dir, ensure_bundled_model
 from servers.process import ManagedProcess
 
@@ -37,6 +38,7 @@ class EmbeddedServerConfig:
     port: int = 0
     poll: int = 50
     lora: tuple[Path, ...] = ()
+    lora_scale: float = 0.0  # scale every adapter starts with (0: loaded, applied only per request)
     log_file: Path | None = None
     startup_timeout: float = 300.0
 
@@ -46,6 +48,8 @@ class EmbeddedServerConfig:
         command += ["--ctx", str(self.ctx_per_slot * self.parallel), "--poll", str(self.poll)]
         for adapter in self.lora:
             command += ["--lora", str(adapter)]
+        if self.lora:
+            command += ["--lora-scale", str(self.lora_scale)]
         return command
 
 
@@ -76,6 +80,15 @@ class EmbeddedServer:
             self.process.stop()
             self.process = None
 
+    def restart(self, config: EmbeddedServerConfig | None = None) -> str:
+        """Stop and start again on the same port (so the same URL), with ``config`` if given."""
+        if self.process is None or not self.url:
+            raise ConfigError("the embedded server is not running; start() it before restart()")
+        port = int(self.url.rsplit(":", 1)[1])
+        self.stop()
+        self.config = replace(config or self.config, port=port)
+        return self.start()
+
     @property
     def prompt_format(self) -> str:
         """The chat format of the served model (the bundled model speaks ChatML)."""
@@ -105,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=16384, help="total context, split across slots")
     parser.add_argument("--poll", type=int, default=50, help="worker busy-poll level, 0-100")
-    parser.add_argument("--lora", type=Path, action="append", default=[], help="GGUF LoRA (scale 0)")
+    parser.add_argument("--lora", type=Path, action="append", default=[], help="GGUF LoRA adapter")
+    parser.add_argument("--lora-scale", type=float, default=0.0, help="initial scale of every adapter")
     args = parser.parse_args(argv)
 
     import xllamacpp as xlc  # the `cpu` extra; imported here so the package imports without it
@@ -124,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     params.endpoint_metrics = True
     params.endpoint_slots = True
     if args.lora:
-        params.lora_init_without_apply = True
-        params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(p), 0.0) for p in args.lora]
+        params.lora_init_without_apply = args.lora_scale == 0
+        params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(p), args.lora_scale) for p in args.lora]
     server = xlc.Server(params)
     print(f"serving {args.model} at {server.listening_address}", flush=True)
     while True:
