@@ -46,7 +46,10 @@ def add_policy_args(parser: argparse.ArgumentParser) -> None:
 def add_solver_args(parser: argparse.ArgumentParser) -> None:
     """Flags of the solvers (greedy, sc, mcts), shared by agent.solve and agent.evaluate."""
     parser.add_argument(
-        "--method", choices=METHODS, default="greedy", help="greedy, sc (self-consistency), rerank (ORM re-rank@N) or mcts"
+        "--method",
+        choices=METHODS,
+        default="greedy",
+        help="greedy, sc (self-consistency), rerank (ORM re-rank@N), mcts",,
     )
     parser.add_argument("--n", type=int, default=8, help="samples for sc and rerank (default 8)")
     parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
