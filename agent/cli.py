@@ -49,7 +49,7 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=METHODS,
         default="greedy",
-        help="greedy, sc (self-consistency), rerank (ORM re-rank@N), mcts",,
+        help="greedy, sc (self-consistency), rerank (ORM re-rank@N), mcts",
     )
     parser.add_argument("--n", type=int, default=8, help="samples for sc and rerank (default 8)")
     parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
