@@ -19,12 +19,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio.to_thread
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from agent.clients import Endpoint, Sampling, Usage
-from agent.clients.endpoint import RetryPolicy
+from agent.clients.endpoint import Guard, RetryPolicy
 from agent.clients.wire import post_json
-from agent.errors import ConfigError, EndpointProtocolError, TransientEndpointError
+from agent.errors import ConfigError, EndpointProtocolError
 from agent.prompts import PromptFormat, get_format
 from agent.search.distance import find_duplicate, find_similar_vector, nearest_first, normalize_text
 
@@ -159,20 +158,14 @@ class EndpointEmbedder(_CachedEmbedder):
         super().__init__(cache_size)
         self.url = url.rstrip("/")
         self.route = f"{self.url}/embeddings" if self.url.endswith("/v1") else f"{self.url}/v1/embeddings"
-        self.model, self.retry = model, retry
+        self.model = model
+        self.guard = Guard(self.url, timeout=timeout, retry=retry)
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
     async def _compute(self, texts: list[str]) -> list[list[float]]:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientEndpointError),
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                data = await post_json(self._client, self.route, {"model": self.model, "input": texts})
+        payload = {"model": self.model, "input": texts}
+        data = await self.guard.call(lambda: post_json(self._client, self.route, payload))
         try:
             items = sorted(data["data"], key=lambda item: int(item["index"]))
             if [int(item["index"]) for item in items] != list(range(len(texts))):

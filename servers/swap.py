@@ -38,18 +38,14 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import httpx
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from agent.clients.endpoint import RetryPolicy
-from agent.clients.wire import classify_status
+from agent.clients.endpoint import Guard, RetryPolicy
+from agent.clients.wire import send
 from agent.errors import (
     AgentError,
     ConfigError,
     EndpointProtocolError,
     EndpointRejected,
-    EndpointTimeout,
-    EndpointUnreachable,
-    TransientEndpointError,
 )
 
 __all__ = [
@@ -110,31 +106,10 @@ class _Http:
     def __init__(self, client: httpx.AsyncClient | None, *, timeout: float, retry: RetryPolicy) -> None:
         self._own = client is None
         self.client = client or httpx.AsyncClient(timeout=timeout)
-        self.retry = retry
+        self.guard = Guard("swap", timeout=timeout, retry=retry)
 
     async def call(self, method: str, url: str, payload: Any = None) -> httpx.Response:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientEndpointError),
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait)
-            + wait_random(0, self.retry.initial_wait),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                try:
-                    response = await self.client.request(method, url, json=payload)
-                except httpx.TimeoutException as exc:
-                    raise EndpointTimeout(f"{url} did not answer in time: {exc!r}", url=url) from exc
-                except httpx.ConnectError as exc:
-                    raise EndpointUnreachable(f"could not connect to {url}: {exc}", url=url) from exc
-                except httpx.TransportError as exc:
-                    raise TransientEndpointError(
-                        f"transport error talking to {url}: {exc!r}", url=url
-                    ) from exc
-                if response.status_code >= 400:
-                    raise classify_status(response.status_code, _server_message(response), url=url)
-        return response
+        return await self.guard.call(lambda: send(self.client, method, url, payload, message=_server_message))
 
     async def json(self, method: str, url: str, payload: Any = None) -> Any:
         response = await self.call(method, url, payload)

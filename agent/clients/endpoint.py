@@ -14,7 +14,9 @@ Every other layer of the project talks to models through ``Endpoint`` and never 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import anyio
 import structlog
@@ -29,7 +31,9 @@ from tenacity import (
 from agent.clients.base import Backend, CompletionResult, Sampling
 from agent.errors import EndpointTimeout, TransientEndpointError
 
-__all__ = ["Endpoint", "RetryPolicy"]
+__all__ = ["Endpoint", "Guard", "RetryPolicy"]
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +43,65 @@ class RetryPolicy:
     attempts: int = 4
     initial_wait: float = 0.5
     max_wait: float = 10.0
+
+
+class Guard:
+    """The one retry layer for one server: retries of transient errors, a capacity limiter taken
+    per attempt, and a per-attempt deadline, around any request function.
+
+    ``Endpoint`` uses it for completions; reward-model, embedding and hot-swap clients use it for
+    their own routes, so every request to a server goes through the same layer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_concurrency: int = 8,
+        timeout: float = 300.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.url = url
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.retry = retry
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        # Created on first use so that a Guard can be built outside an event loop.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+        return self._limiter
+
+    async def call(self, request: Callable[[], Awaitable[T]]) -> T:
+        """``await request()`` under the retry loop, the limiter and the per-attempt deadline."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientEndpointError),
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait)
+            + wait_random(0, self.retry.initial_wait),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self.limiter:
+                    try:
+                        with anyio.fail_after(self.timeout):
+                            result = await request()
+                    except TimeoutError as exc:
+                        raise EndpointTimeout(
+                            f"{self.url} took longer than {self.timeout:g} s", url=self.url
+                        ) from exc
+        return result
+
+    def _log_retry(self, state: object) -> None:
+        outcome = getattr(state, "outcome", None)
+        error = outcome.exception() if outcome is not None else None
+        log.warning(
+            "request_retried", url=self.url, attempt=getattr(state, "attempt_number", 0), error=str(error)
+        )
 
 
 class Endpoint:
@@ -53,51 +116,29 @@ class Endpoint:
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.backend = backend
-        self.max_concurrency = max_concurrency
-        self.timeout = timeout
-        self.retry = retry
-        self._limiter: anyio.CapacityLimiter | None = None
+        self.guard = Guard(backend.url, max_concurrency=max_concurrency, timeout=timeout, retry=retry)
 
     @property
     def url(self) -> str:
         return self.backend.url
 
     @property
+    def max_concurrency(self) -> int:
+        return self.guard.max_concurrency
+
+    @property
     def limiter(self) -> anyio.CapacityLimiter:
-        # Created on first use so that an Endpoint can be built outside an event loop.
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
-        return self._limiter
+        return self.guard.limiter
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
         """``n`` completions of ``prompt``; ``usage.seconds`` is the wall time including retries."""
         start = time.perf_counter()
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientEndpointError),
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait)
-            + wait_random(0, self.retry.initial_wait),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                result = await self._attempt(prompt, sampling, n=n)
+        result = await self.guard.call(lambda: self.backend.complete(prompt, sampling, n=n))
         usage = replace(result.usage, seconds=time.perf_counter() - start)
         return CompletionResult(result.completions, usage)
 
-    async def _attempt(self, prompt: str, sampling: Sampling, *, n: int) -> CompletionResult:
-        async with self.limiter:
-            try:
-                with anyio.fail_after(self.timeout):
-                    return await self.backend.complete(prompt, sampling, n=n)
-            except TimeoutError as exc:
-                raise EndpointTimeout(
-                    f"{self.url} took longer than {self.timeout:g} s", url=self.url
-                ) from exc
-
     async def health(self) -> None:
-        with anyio.fail_after(min(self.timeout, 30.0)):
+        with anyio.fail_after(min(self.guard.timeout, 30.0)):
             await self.backend.health()
 
     async def aclose(self) -> None:
@@ -108,10 +149,3 @@ class Endpoint:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    def _log_retry(self, state: object) -> None:
-        outcome = getattr(state, "outcome", None)
-        error = outcome.exception() if outcome is not None else None
-        log.warning(
-            "request_retried", url=self.url, attempt=getattr(state, "attempt_number", 0), error=str(error)
-        )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -31,7 +31,7 @@ from agent.errors import (
     TransientEndpointError,
 )
 
-__all__ = ["classify_status", "normalize_logprobs", "post_json", "sglang_logprobs"]
+__all__ = ["classify_status", "normalize_logprobs", "post_json", "send", "sglang_logprobs"]
 
 _CONTEXT_PATTERN = re.compile(r"context (size|length|window)|exceeds|too long|maximum context", re.I)
 
@@ -46,10 +46,20 @@ def classify_status(status: int, message: str, *, url: str) -> EndpointError:
     return EndpointRejected(text, url=url, status=status)
 
 
-async def post_json(client: httpx.AsyncClient, url: str, payload: Mapping[str, Any]) -> Any:
-    """POST JSON, return the decoded JSON answer; every failure becomes an ``EndpointError``."""
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    payload: Any = None,
+    *,
+    message: Callable[[httpx.Response], str] = lambda r: r.text,
+) -> httpx.Response:
+    """One HTTP request; transport failures and error statuses become ``EndpointError``s.
+
+    ``message`` picks the server's error text out of an error response (default: the body).
+    """
     try:
-        response = await client.post(url, json=payload)
+        response = await client.request(method, url, json=payload)
     except httpx.TimeoutException as exc:
         raise EndpointTimeout(f"{url} did not answer in time: {exc!r}", url=url) from exc
     except httpx.ConnectError as exc:
@@ -57,7 +67,13 @@ async def post_json(client: httpx.AsyncClient, url: str, payload: Mapping[str, A
     except httpx.TransportError as exc:
         raise TransientEndpointError(f"transport error talking to {url}: {exc!r}", url=url) from exc
     if response.status_code >= 400:
-        raise classify_status(response.status_code, response.text, url=url)
+        raise classify_status(response.status_code, message(response), url=url)
+    return response
+
+
+async def post_json(client: httpx.AsyncClient, url: str, payload: Mapping[str, Any]) -> Any:
+    """POST JSON, return the decoded JSON answer; every failure becomes an ``EndpointError``."""
+    response = await send(client, "POST", url, payload)
     try:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
