@@ -1,0 +1,187 @@
+"""Run self-improvement cycles: ``python -m agent.improve``.
+
+    python -m agent.improve --name loop --cycles 1
+    python -m agent.improve --name loop --cycles 100 --every 6h      # on a schedule
+    # or from cron, one cycle per run (resumes where the last one stopped):
+    # 0 */6 * * * cd /path/to/project && .venv/bin/python -m agent.improve --name loop --cycles 1 --next
+
+Killing the process at any point and rerunning the same command resumes: finished steps are
+skipped, searches and evaluations continue problem by problem. With no policy URL configured the
+embedded llama.cpp server serves the bundled model, and each new adapter is swapped in by restarting
+it on its port; with ``AGENT_POLICY__BACKEND=sglang`` (or a vLLM server, ``openai``) adapters are
+loaded into the running server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+
+from agent.cli import add_policy_args, policy_overrides, run_cli
+from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy
+from agent.errors import ConfigError
+from agent.improve.cycle import CycleConfig, Swap, run_cycle
+from agent.improve.report import write_report
+from agent.improve.select import FilterConfig
+from agent.prompts import get_format
+from agent.runtime import Policy, open_policy
+from agent.search.config import preset
+from agent.settings import load_settings
+
+__all__ = ["main", "parse_every"]
+
+
+def parse_every(text: str) -> float:
+    """Seconds in an interval like ``6h``, ``30m``, ``90s`` or ``1d``."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if not match:
+        raise ConfigError(f"--every takes a number and a unit (s, m, h, d), e.g. 6h; got {text!r}")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+@asynccontextmanager
+async def embedded_policy(cfg: CycleConfig) -> AsyncIterator[tuple[Policy, Swap]]:
+    """The embedded server, a policy endpoint that rides out restarts, and a swap that restarts it."""
+    from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
+    from servers.swap_llamacpp import LlamaCppSwapper
+
+    settings = load_settings().embedded
+    config = EmbeddedServerConfig(
+        model_path=settings.model_path, parallel=settings.parallel, threads=settings.threads,
+        ctx_per_slot=settings.ctx_per_slot, poll=settings.poll, log_file=settings.log_file,
+    )  # fmt: skip
+    async with EmbeddedServer(config) as server:
+        # A swap restarts the server: requests meanwhile are refused and retried, not lost.
+        retry = RetryPolicy(attempts=10, initial_wait=0.5, max_wait=8.0)
+        backend = LlamaCppBackend(server.url, max_n=settings.parallel)
+        endpoint = Endpoint(backend, max_concurrency=settings.parallel, retry=retry)
+        swapper = LlamaCppSwapper(server)
+        current: list[str | None] = [None]
+
+        async def swap(name: str | None, path: Path | None) -> None:
+            if name == current[0]:
+                return
+            if path is None:
+                await anyio.to_thread.run_sync(server.restart, replace(server.config, lora=()))
+            else:
+                await swapper.swap(name=name or path.stem, path=path)
+            current[0] = name
+
+        async with endpoint:
+            yield Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True), swap
+
+
+@asynccontextmanager
+async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Policy, Swap]]:
+    """A configured SGLang or vLLM server; adapters are loaded at run time and selected per request."""
+    from servers.swap import SGLangSwapper, VLLMSwapper
+
+    settings = load_settings(**overrides)
+    async with open_policy(settings) as policy:
+        url, backend = policy.endpoint.url, settings.policy.backend
+        if backend == "sglang":
+            swapper = SGLangSwapper([url])
+        else:
+            swapper = VLLMSwapper(url, base_model=settings.policy.model)
+
+        async def swap(name: str | None, path: Path | None) -> None:
+            if name is None or path is None:
+                target = None
+            else:
+                await swapper.swap(name=name, path=path)
+                target = name
+            inner = policy.endpoint.backend
+            if hasattr(inner, "adapter"):
+                inner.adapter = target  # SGLang: lora_path per request
+            elif hasattr(inner, "model"):
+                inner.model = target or settings.policy.model  # vLLM / OpenAI: the adapter's name
+
+        yield policy, swap
+
+
+async def _main(args: argparse.Namespace) -> int:
+    search = preset(args.preset).with_overrides(
+        simulations=args.simulations, max_simulations=max(64, args.simulations)
+    )
+    cfg = CycleConfig(
+        name=args.name,
+        task=args.task,
+        train_prompts=args.train_prompts,
+        heldout=args.heldout,
+        synthetic_ratio=args.synthetic_ratio,
+        seed=args.seed,
+        search=search,
+        critics=args.critics,
+        filter=FilterConfig(gamma=args.gamma, require_correct=not args.no_correctness),
+        sft_epochs=args.epochs,
+        sft_max_steps=args.max_steps,
+        eval_methods=tuple(args.eval),
+        runs_dir=args.runs,
+    )
+    overrides = policy_overrides(args)
+    remote = bool(load_settings(**overrides).policy.url)
+    serve = remote_policy(overrides) if remote else embedded_policy(cfg)
+    every = parse_every(args.every) if args.every else None
+    first = _next_cycle(cfg) if args.next else 1
+    async with serve as (policy, swap):
+        for k in range(first, first + args.cycles):
+            started = anyio.current_time()
+            manifest = await run_cycle(k, cfg, policy, swap)
+            report = await anyio.to_thread.run_sync(write_report, cfg.root)
+            verdict = "promoted" if manifest["promoted"] else "not promoted"
+            print(f"cycle {k}: {verdict}: {manifest['why']} -> {report}")
+            if every is not None and k < first + args.cycles - 1:
+                await anyio.sleep(max(0.0, every - (anyio.current_time() - started)))
+    return 0
+
+
+def _next_cycle(cfg: CycleConfig) -> int:
+    """The first cycle without a manifest (an unfinished one is resumed)."""
+    k = 1
+    while (cfg.root / f"cycle_{k}" / "manifest.json").exists():
+        k += 1
+    return k
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agent.improve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", default="loop", help="run name: runs/<name>/ (default loop)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="parent of the run directory")
+    parser.add_argument("--cycles", type=int, default=1, help="cycles to run (default 1)")
+    parser.add_argument("--next", action="store_true", help="start at the first unfinished cycle (for cron)")
+    parser.add_argument("--every", help="run a cycle every interval, e.g. 6h (default: back to back)")
+    parser.add_argument("--task", choices=("arith",), default="arith", help="task with generated splits")
+    parser.add_argument("--train-prompts", type=int, default=40, help="real training prompts per cycle")
+    parser.add_argument("--heldout", type=int, default=40, help="held-out problems for evaluation")
+    parser.add_argument("--synthetic-ratio", type=float, default=0.5, help="share of imagined prompts")
+    parser.add_argument("--preset", default="cpu-small", help="search preset")
+    parser.add_argument("--simulations", type=int, default=16, help="simulations per search")
+    parser.add_argument(
+        "--critics", choices=("arithmetic", "generative", "mixed", "none"), default="arithmetic"
+    )
+    parser.add_argument(
+        "--gamma", type=float, default=0.8, help="keep a trajectory when its ORM score is above"
+    )
+    parser.add_argument("--no-correctness", action="store_true", help="keep without checking the gold answer")
+    parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
+    parser.add_argument("--max-steps", type=int, help="cap on fine-tuning optimizer steps")
+    parser.add_argument("--eval", nargs="+", default=["greedy", "mcts"], choices=("greedy", "sc", "mcts"))
+    parser.add_argument("--seed", type=int, default=0)
+    add_policy_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _main(args), level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""One self-improvement cycle: imagine, search, select and filter, fine-tune, swap, evaluate, promote.
+
+Each cycle writes ``runs/<name>/cycle_<k>/``; every step leaves its outputs and then a ``done.json``
+(written last), so a rerun skips finished steps, and the searches and evaluations resume problem by
+problem. The cycle's ``manifest.json`` is written last of all: data -> adapter -> evaluation ->
+decision, the lineage of the adapter. ``runs/<name>/lineage.json`` names the promoted adapter.
+
+The policy is served by the embedded llama.cpp server (adapters are swapped by restarting it on its
+port) or by SGLang / vLLM (adapters loaded at run time on every worker). Fine-tuning runs as a
+separate process, ``python -m finetune.sft``, from the base model on all the data kept so far.
+
+Simplified: imagination seeds come from the task's training split (generated for ``arith``);
+critics stay fixed across cycles unless ``refresh_critics`` (not yet: the trained critics of
+``finetune.critics`` plug in through ``agent.solvers.build_critics``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from agent.errors import AgentError
+from agent.evaluate import evaluate
+from agent.improve.imagine import ImagineConfig, imagine, mix
+from agent.improve.select import Decision, FilterConfig, select_trajectory
+from agent.runs import RunDir, write_json_atomic
+from agent.runtime import Policy
+from agent.search.config import SearchConfig
+from agent.search.options import OptionRule
+from agent.solvers import CriticsKind, SolverConfig, solve_problem
+from agent.tasks import Problem, get_task, load_task_problems
+from agent.tasks.grading import Grader
+
+__all__ = ["CycleConfig", "Swap", "run_cycle"]
+
+log = structlog.get_logger(__name__)
+
+Swap = Callable[[str | None, Path | None], Awaitable[None]]  # (adapter name, adapter path or None: base)
+
+
+@dataclass(frozen=True)
+class CycleConfig:
+    """Everything a run of cycles does (stored in each cycle's manifest)."""
+
+    name: str = "loop"
+    task: str = "arith"
+    train_prompts: int = 40  # real training prompts per cycle (imagination seeds)
+    heldout: int = 40  # held-out test problems for evaluation
+    synthetic_ratio: float = 0.5  # share of imagined prompts in the searched set
+    seed: int = 0
+    imagine: ImagineConfig = field(default_factory=ImagineConfig)
+    search: SearchConfig = field(default_factory=lambda: SearchConfig(simulations=16))
+    critics: CriticsKind = "arithmetic"
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    sft_epochs: int = 3
+    sft_max_steps: int | None = None
+    sft_lr: float = 2e-4
+    eval_methods: tuple[str, ...] = ("greedy", "mcts")
+    concurrency: int = 8
+    runs_dir: Path = Path("runs")
+
+    @property
+    def root(self) -> Path:
+        return self.runs_dir / self.name
+
+
+def _done(path: Path) -> dict[str, Any] | None:
+    marker = path / "done.json"
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def _mark(path: Path, info: dict[str, Any]) -> dict[str, Any]:
+    path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path / "done.json", info)
+    return info
+
+
+def _write_problems(path: Path, problems: list[Problem]) -> None:
+    lines = [
+        json.dumps({"id": p.id, "question": p.question, "gold": p.gold, "meta": p.meta}) for p in problems
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    tmp.replace(path)
+
+
+def _read_problems(path: Path) -> list[Problem]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [
+        Problem(id=r["id"], question=r["question"], gold=r["gold"], meta=r.get("meta") or {}) for r in rows
+    ]
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+async def step_prompts(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> list[Problem]:
+    """Real training prompts plus validated imagined ones (rephrasings, backward questions)."""
+    if await anyio.to_thread.run_sync(_done, out):
+        return await anyio.to_thread.run_sync(_read_problems, out / "prompts.jsonl")
+    real = load_task_problems(cfg.task, split="train", limit=cfg.train_prompts, seed=cfg.seed + k)
+    result = await imagine(real, policy=policy.endpoint, fmt=policy.fmt, config=cfg.imagine)
+    ratio = min(cfg.synthetic_ratio, len(result.problems) / max(1, len(real) + len(result.problems)))
+    prompts = mix(real, result.problems, ratio=ratio, seed=cfg.seed + k)
+    _write_problems(out / "prompts.jsonl", prompts)
+    (out / "rejected.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in result.rejected))
+    _mark(
+        out, {"real": len(real), "imagined": len(result.problems), "used": len(prompts), **result.reasons()}
+    )
+    return prompts
+
+
+async def step_search(cfg: CycleConfig, policy: Policy, prompts: list[Problem], out: Path) -> list[Decision]:
+    """ηMCTS on every prompt, then one trajectory per prompt, kept or dropped with the reason."""
+    run = RunDir(out)
+    settings = {
+        "task": cfg.task,
+        "data": "cycle prompts",
+        "method": "mcts",
+        "n": 1,
+        "solver": asdict(cfg.search),
+    }
+    records = await anyio.to_thread.run_sync(run.open, settings)
+    done = {r["id"] for r in records}
+    task = get_task(cfg.task)
+    config = SolverConfig(method="mcts", search=cfg.search, critics=cfg.critics)
+    limiter = anyio.CapacityLimiter(cfg.concurrency)
+
+    async with Grader() as grader:
+
+        async def one(problem: Problem) -> None:
+            async with limiter:
+                solution = await solve_problem(
+                    problem,
+                    policy=policy.endpoint,
+                    task=task,
+                    fmt=policy.fmt,
+                    config=config,
+                    rollout=policy.rollout,
+                )
+            assert solution.search is not None
+            tree = solution.search.tree
+            best = max(tree.terminals(), key=lambda n: (n.value or 0.0, n.visits), default=None)
+            correct = None
+            if problem.gold is not None and best is not None:
+                correct = await grader.grade(best.answer, problem.gold)
+            decision = select_trajectory(tree, problem_id=problem.id, correct=correct, config=cfg.filter)
+            record = {"id": problem.id, "question": problem.question, **decision.as_dict()}
+            record["tokens"] = solution.usage.as_dict()
+            await anyio.to_thread.run_sync(run.append, record)
+            records.append(record)
+
+        async with anyio.create_task_group() as tg:
+            for problem in prompts:
+                if problem.id not in done:
+                    tg.start_soon(one, problem)
+    kept = sum(1 for r in records if r["kept"])
+    reasons: dict[str, int] = {}
+    for r in records:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    await anyio.to_thread.run_sync(_mark, out, {"searched": len(records), "kept": kept, "reasons": reasons})
+    return [_decision(r) for r in records]
+
+
+def _decision(record: dict[str, Any]) -> Decision:
+    fields = {k: record[k] for k in Decision.__dataclass_fields__ if k in record}
+    fields["steps"] = tuple(fields.get("steps") or ())
+    return Decision(**fields)
+
+
+def step_data(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> Path:
+    """All trajectories kept in cycles 1..k, as SFT examples: the policy's prompt, the solution."""
+    path = out / "sft.jsonl"
+    if _done(out):
+        return path
+    task, rule = get_task(cfg.task), OptionRule(cfg.search.option)
+    lines = []
+    for j in range(1, k + 1):
+        results = cfg.root / f"cycle_{j}" / "search" / "results.jsonl"
+        for line in results.read_text().splitlines():
+            record = json.loads(line)
+            if not record["kept"]:
+                continue
+            prompt = policy.fmt.render(
+                instruction=task.instruction, examples=task.few_shot(), question=record["question"]
+            )
+            completion = _decision(record).completion(rule, policy.fmt.stop[0])
+            lines.append(
+                json.dumps({"id": record["id"], "cycle": j, "prompt": prompt, "completion": completion})
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".sft.jsonl.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    tmp.replace(path)
+    _mark(out, {"examples": len(lines)})
+    return path
+
+
+async def step_train(cfg: CycleConfig, data: Path, out: Path) -> dict[str, Any]:
+    """``python -m finetune.sft`` in its own process (its manifest marks it done)."""
+    manifest = anyio.Path(out / "manifest.json")
+    if await manifest.exists():
+        return json.loads(await manifest.read_text())
+    command = [sys.executable, "-m", "finetune.sft", "--data", str(data), "--out", str(out)]
+    command += ["--epochs", str(cfg.sft_epochs), "--lr", str(cfg.sft_lr), "--seed", str(cfg.seed)]
+    if cfg.sft_max_steps:
+        command += ["--max-steps", str(cfg.sft_max_steps)]
+    await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+    async with await anyio.open_file(out / "train.log", "ab") as logfile:
+        done = await anyio.run_process(command, stdout=logfile.wrapped, stderr=logfile.wrapped, check=False)
+    if done.returncode != 0 or not await manifest.exists():
+        raise AgentError(f"fine-tuning failed (exit {done.returncode}); see {out / 'train.log'}")
+    return json.loads(await manifest.read_text())
+
+
+async def step_eval(cfg: CycleConfig, policy: Policy, out: Path) -> dict[str, dict[str, Any]]:
+    """Greedy and ηMCTS accuracy of the served policy on the held-out problems (resumable)."""
+    task = get_task(cfg.task)
+    problems = load_task_problems(cfg.task, split="test", limit=cfg.heldout, seed=cfg.seed)
+    results = {}
+    for method in cfg.eval_methods:
+        config = SolverConfig(method=method, search=cfg.search, critics=cfg.critics)  # type: ignore[arg-type]
+        summary = await evaluate(
+            problems, task=task, policy=policy, config=config, out=out / method, concurrency=cfg.concurrency
+        )
+        solved = max(summary.correct, 1)
+        results[method] = {
+            "accuracy": summary.accuracy,
+            "correct": summary.correct,
+            "problems": summary.problems,
+            "tokens_per_solved": (summary.usage.prompt_tokens + summary.usage.completion_tokens) / solved,
+            "completion_tokens_per_solved": summary.usage.completion_tokens / solved,
+        }
+    return results
+
+
+def promote(new: dict[str, dict[str, Any]], best: dict[str, dict[str, Any]]) -> tuple[bool, str]:
+    """Promote unless a method got worse beyond noise (one binomial standard error of the best)."""
+    for method, result in new.items():
+        old = best.get(method)
+        if old is None:
+            continue
+        p, n = old["accuracy"], max(old["problems"], 1)
+        noise = math.sqrt(max(p * (1 - p), 1 / n) / n)
+        if result["accuracy"] < p - noise:
+            return False, f"{method} accuracy {result['accuracy']:.3f} < {p:.3f} - noise {noise:.3f}"
+    return True, "not worse than the current policy beyond noise on any method"
+
+
+# --- the cycle ---------------------------------------------------------------------------------
+
+
+async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dict[str, Any]:
+    """Run (or resume) cycle ``k``; returns its manifest."""
+    out = cfg.root / f"cycle_{k}"
+    manifest_path = anyio.Path(out / "manifest.json")
+    if await manifest_path.exists():
+        return json.loads(await manifest_path.read_text())
+    structlog.contextvars.bind_contextvars(cycle=k)
+    lineage = await anyio.to_thread.run_sync(_lineage, cfg)
+    await swap(
+        lineage.get("adapter_name"), _path(lineage.get("adapter_path"))
+    )  # search with the current policy
+    baseline = lineage.get("eval") or await step_eval(cfg, policy, cfg.root / "baseline" / "eval")
+
+    prompts = await step_prompts(k, cfg, policy, out / "prompts")
+    decisions = await step_search(cfg, policy, prompts, out / "search")
+    data = await anyio.to_thread.run_sync(step_data, k, cfg, policy, out / "data")
+    trained = await step_train(cfg, data, out / "adapter")
+    adapter = out / "adapter" / ("adapter.gguf" if "gguf" in trained["files"] else "adapter")
+    await swap(f"cycle_{k}", adapter)
+    evaluation = await step_eval(cfg, policy, out / "eval")
+    promoted, why = promote(evaluation, baseline)
+    if promoted:
+        promoted_to = {
+            "adapter_name": f"cycle_{k}",
+            "adapter_path": str(adapter),
+            "cycle": k,
+            "eval": evaluation,
+        }
+        await anyio.to_thread.run_sync(write_json_atomic, cfg.root / "lineage.json", promoted_to)
+    else:
+        await swap(lineage.get("adapter_name"), _path(lineage.get("adapter_path")))
+    manifest = {
+        "cycle": k,
+        "config": _jsonable(asdict(cfg)),
+        "prompts": await anyio.to_thread.run_sync(_done, out / "prompts"),
+        "search": await anyio.to_thread.run_sync(_done, out / "search"),
+        "kept": sum(d.kept for d in decisions),
+        "data": {"path": str(data), **(await anyio.to_thread.run_sync(_done, out / "data") or {})},
+        "adapter": {"path": str(adapter), **trained},
+        "before": baseline,
+        "after": evaluation,
+        "promoted": promoted,
+        "why": why,
+    }
+    await anyio.to_thread.run_sync(write_json_atomic, out / "manifest.json", manifest)
+    log.info("cycle_done", cycle=k, promoted=promoted, why=why)
+    return manifest
+
+
+def _lineage(cfg: CycleConfig) -> dict[str, Any]:
+    path = cfg.root / "lineage.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

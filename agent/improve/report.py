@@ -1,0 +1,90 @@
+"""``report.md`` for a run of self-improvement cycles: accuracy and tokens per solved problem by cycle.
+
+Reads the cycles' manifests (nothing else), writes ``report.md`` and, when matplotlib is installed,
+``accuracy.png`` and ``tokens.png`` next to it. Cycle 0 is the base policy (the first cycle's
+"before" evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report"]
+
+
+def _manifests(root: Path) -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(root.glob("cycle_*/manifest.json"), key=lambda p: int(p.parent.name.split("_")[1])):
+        found.append(json.loads(path.read_text()))
+    return found
+
+
+def write_report(root: Path) -> Path:
+    manifests = _manifests(root)
+    rows: list[tuple[str, dict[str, Any], str]] = []
+    if manifests:
+        rows.append(("0 (base)", manifests[0]["before"], ""))
+    for m in manifests:
+        rows.append(
+            (str(m["cycle"]), m["after"], f"{m['kept']} kept; {'promoted' if m['promoted'] else 'kept old'}")
+        )
+    methods = sorted({method for _, evaluation, _ in rows for method in evaluation})
+    header = "| cycle | " + " | ".join(f"{m} acc | {m} tokens/solved" for m in methods) + " | notes |"
+    lines = [
+        f"# Self-improvement report: {root.name}",
+        "",
+        "Accuracy on the held-out problems after each cycle, and prompt + completion tokens spent per",
+        "solved problem. A cycle's adapter is promoted only if no method got worse beyond noise.",
+        "",
+        header,
+        "|" + "---|" * (2 * len(methods) + 2),
+    ]
+    for name, evaluation, notes in rows:
+        cells = []
+        for method in methods:
+            result = evaluation.get(method, {})
+            acc = f"{result['accuracy']:.3f} ({result['correct']}/{result['problems']})" if result else "-"
+            tokens = f"{result['tokens_per_solved']:.0f}" if result else "-"
+            cells += [acc, tokens]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {notes} |")
+    for m in manifests:
+        lines += [
+            "",
+            f"Cycle {m['cycle']}: {m['why']}.",
+            f"Search: {m['search']}.",
+            f"Adapter: {m['adapter']['path']}",
+        ]
+    plots = _plots(root, rows, methods)
+    lines += [""] + [f"![{name}]({name}.png)" for name in plots]
+    path = root / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _plots(root: Path, rows: list[tuple[str, dict[str, Any], str]], methods: list[str]) -> list[str]:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return []
+    made = []
+    for name, key, label in (
+        ("accuracy", "accuracy", "accuracy"),
+        ("tokens", "tokens_per_solved", "tokens per solved"),
+    ):
+        figure = Figure(figsize=(5, 3.2))
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        for method in methods:
+            points = [(i, e[method][key]) for i, (_, e, _) in enumerate(rows) if method in e]
+            if points:
+                axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+        axes.set_xlabel("cycle")
+        axes.set_ylabel(label)
+        axes.legend()
+        figure.tight_layout()
+        figure.savefig(root / f"{name}.png", dpi=100)
+        made.append(name)
+    return made
