@@ -43,8 +43,11 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of the shared embedded server (bundled SmolLM2), started on first use."""
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """The shared embedded server (bundled SmolLM2), started on first use.
+
+    A test that restarts it with an adapter must restart it with ``BASE_CONFIG`` when done.
+    """
     config = EmbeddedServerConfig(
         parallel=8,
         threads=os.cpu_count() or 2,
@@ -52,8 +55,14 @@ def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log_file=tmp_path_factory.mktemp("server") / "llama-server.log",
     )
     server = EmbeddedServer(config)
-    url = server.start()
+    server.start()
     try:
-        yield url
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_url(embedded_server: EmbeddedServer) -> str:
+    """Base URL of the shared embedded server."""
+    return embedded_server.url

@@ -34,8 +34,9 @@ from agent.prompts import get_format
 from agent.runtime import Policy, open_policy
 from agent.search.config import preset
 from agent.settings import load_settings
+from servers.llamacpp import EmbeddedServer
 
-__all__ = ["main", "parse_every"]
+__all__ = ["embedded_swap", "main", "parse_every"]
 
 
 def parse_every(text: str) -> float:
@@ -49,8 +50,7 @@ def parse_every(text: str) -> float:
 @asynccontextmanager
 async def embedded_policy(cfg: CycleConfig) -> AsyncIterator[tuple[Policy, Swap]]:
     """The embedded server, a policy endpoint that rides out restarts, and a swap that restarts it."""
-    from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
-    from servers.swap_llamacpp import LlamaCppSwapper
+    from servers.llamacpp import EmbeddedServerConfig
 
     settings = load_settings().embedded
     config = EmbeddedServerConfig(
@@ -62,20 +62,27 @@ async def embedded_policy(cfg: CycleConfig) -> AsyncIterator[tuple[Policy, Swap]
         retry = RetryPolicy(attempts=10, initial_wait=0.5, max_wait=8.0)
         backend = LlamaCppBackend(server.url, max_n=settings.parallel)
         endpoint = Endpoint(backend, max_concurrency=settings.parallel, retry=retry)
-        swapper = LlamaCppSwapper(server)
-        current: list[str | None] = [None]
-
-        async def swap(name: str | None, path: Path | None) -> None:
-            if name == current[0]:
-                return
-            if path is None:
-                await anyio.to_thread.run_sync(server.restart, replace(server.config, lora=()))
-            else:
-                await swapper.swap(name=name or path.stem, path=path)
-            current[0] = name
-
         async with endpoint:
-            yield Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True), swap
+            yield Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True), embedded_swap(server)
+
+
+def embedded_swap(server: EmbeddedServer) -> Swap:
+    """Swap the embedded server's adapter (None: back to the base model) by restarting it on its port."""
+    from servers.swap_llamacpp import LlamaCppSwapper
+
+    swapper = LlamaCppSwapper(server)
+    current: list[str | None] = [None]
+
+    async def swap(name: str | None, path: Path | None) -> None:
+        if name == current[0]:
+            return
+        if path is None:
+            await anyio.to_thread.run_sync(server.restart, replace(server.config, lora=()))
+        else:
+            await swapper.swap(name=name or path.stem, path=path)
+        current[0] = name
+
+    return swap
 
 
 @asynccontextmanager

@@ -1,0 +1,142 @@
+"""Self-improvement cycles: the pieces without a server, and one tiny real cycle on the embedded model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy, Sampling
+from agent.errors import ConfigError
+from agent.improve.__main__ import embedded_swap, parse_every
+from agent.improve.cycle import CycleConfig, promote, run_cycle
+from agent.improve.report import write_report
+from agent.improve.select import FilterConfig, select_trajectory
+from agent.prompts import get_format
+from agent.runtime import Policy
+from agent.search.config import SearchConfig
+from agent.search.options import OptionRule
+from agent.search.tree import Tree
+from servers.llamacpp import EmbeddedServer
+
+
+def tree_with(terminals: list[tuple[float, str | None, float]]) -> Tree:
+    """A root with one terminal child per (value, answer, orm)."""
+    tree = Tree("q", SearchConfig(c_min_root=len(terminals) or 1, c_max_root=max(len(terminals), 1)))
+    for i, (value, answer, orm) in enumerate(terminals):
+        ticket = tree.select()
+        assert ticket is not None
+        tree.expand(
+            ticket, option=f"step {i}", value=value, terminal=True, answer=answer, scores={"orm": orm}
+        )
+    return tree
+
+
+def test_select_keeps_the_best_terminal_above_gamma_and_correct() -> None:
+    tree = tree_with([(0.4, "5", 0.3), (0.9, "7", 0.95)])
+    kept = select_trajectory(tree, problem_id="p", correct=True, config=FilterConfig(gamma=0.8))
+    assert kept.kept and kept.reason == "kept" and kept.answer == "7" and kept.steps == ("step 1",)
+    wrong = select_trajectory(tree, problem_id="p", correct=False, config=FilterConfig(gamma=0.8))
+    assert not wrong.kept and wrong.reason == "wrong_answer"
+    low = select_trajectory(tree, problem_id="p", correct=True, config=FilterConfig(gamma=0.99))
+    assert low.reason == "orm_below_gamma"
+    lenient = select_trajectory(
+        tree, problem_id="p", correct=False, config=FilterConfig(0.8, require_correct=False)
+    )
+    assert lenient.kept
+    assert select_trajectory(Tree("q", SearchConfig()), problem_id="p", correct=None).reason == "no_terminal"
+    assert (
+        select_trajectory(tree_with([(0.9, None, 0.9)]), problem_id="p", correct=None).reason == "no_answer"
+    )
+    assert kept.completion(OptionRule("line"), "<|im_end|>") == "step 1<|im_end|>"
+
+
+def test_promote_only_when_not_worse_beyond_noise() -> None:
+    best = {"greedy": {"accuracy": 0.5, "problems": 100}, "mcts": {"accuracy": 0.6, "problems": 100}}
+    same = {"greedy": {"accuracy": 0.48, "problems": 100}, "mcts": {"accuracy": 0.62, "problems": 100}}
+    worse = {"greedy": {"accuracy": 0.40, "problems": 100}, "mcts": {"accuracy": 0.7, "problems": 100}}
+    assert promote(same, best)[0]
+    ok, why = promote(worse, best)
+    assert not ok and "greedy" in why
+
+
+def test_parse_every() -> None:
+    assert parse_every("6h") == 6 * 3600 and parse_every("30m") == 1800 and parse_every("1.5d") == 1.5 * 86400
+    with pytest.raises(ConfigError, match="--every"):
+        parse_every("six hours")
+
+
+def test_report_from_manifests(tmp_path: Path) -> None:
+    root = tmp_path / "loop"
+    for k, (before, after) in enumerate([(0.1, 0.2), (0.2, 0.15)], start=1):
+        (root / f"cycle_{k}").mkdir(parents=True)
+        manifest = {
+            "cycle": k,
+            "before": {
+                "greedy": {"accuracy": before, "correct": 1, "problems": 10, "tokens_per_solved": 900.0}
+            },
+            "after": {
+                "greedy": {"accuracy": after, "correct": 2, "problems": 10, "tokens_per_solved": 800.0}
+            },
+            "kept": 3,
+            "promoted": k == 1,
+            "why": "test",
+            "search": {"kept": 3},
+            "adapter": {"path": "a.gguf"},
+        }
+        (root / f"cycle_{k}" / "manifest.json").write_text(json.dumps(manifest))
+    text = write_report(root).read_text()
+    assert "| 0 (base) | 0.100 (1/10) | 900 |" in text
+    assert "| 2 | 0.150 (2/10) | 800 | 3 kept; kept old |" in text
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_one_tiny_cycle_changes_the_served_model(
+    embedded_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    base_config = embedded_server.config
+    retry = RetryPolicy(attempts=12, initial_wait=0.5, max_wait=4.0)  # rides out the swap's restart
+    endpoint = Endpoint(LlamaCppBackend(embedded_server.url), max_concurrency=8, retry=retry)
+    policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True)
+    swap = embedded_swap(embedded_server)
+    cfg = CycleConfig(
+        name="tiny",
+        runs_dir=tmp_path,
+        train_prompts=6,
+        heldout=4,
+        search=SearchConfig(simulations=6, workers=3, max_depth=4),
+        filter=FilterConfig(gamma=0.5, require_correct=False),  # keep something, even from a tiny model
+        sft_epochs=1,
+        sft_max_steps=4,
+        sft_lr=5e-3,
+        eval_methods=("greedy",),
+    )
+    probe = "<|im_start|>user\nWhat is 12 * 3?<|im_end|>\n<|im_start|>assistant\n"
+    sampling = Sampling(max_tokens=8, logprobs=5)
+    try:
+        async with endpoint:
+            before = (await endpoint.complete(probe, sampling)).completions[0]
+            manifest = await run_cycle(1, cfg, policy, swap)
+            assert manifest["kept"] >= 1, manifest["search"]
+            adapter = Path(manifest["adapter"]["path"])
+            assert adapter.name == "adapter.gguf" and adapter.is_file()
+            assert set(manifest["after"]) == {"greedy"} and manifest["after"]["greedy"]["problems"] == 4
+            assert (tmp_path / "tiny" / "cycle_1" / "manifest.json").is_file()
+            await swap("cycle_1", adapter)  # serve the new adapter, promoted or not
+            after = (await endpoint.complete(probe, sampling)).completions[0]
+            # The fine-tuned adapter changes what the server computes.
+            first_before = dict(before.logprobs[0].top)
+            first_after = dict(after.logprobs[0].top)
+            shared = set(first_before) & set(first_after)
+            assert after.text != before.text or any(
+                abs(first_before[t] - first_after[t]) > 1e-3 for t in shared
+            )
+            # Rerunning the finished cycle does nothing and returns the same manifest.
+            assert await run_cycle(1, cfg, policy, swap) == manifest
+    finally:
+        embedded_server.restart(replace(base_config, lora=()))
