@@ -67,7 +67,10 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
         help="any other search setting, e.g. --set c=1.5 --set merge=none (see agent.search.config)",
     )
     group.add_argument(
-        "--critics", choices=CRITICS, default="arithmetic", help="critics that need no training"
+        "--critics",
+        choices=CRITICS,
+        default="arithmetic",
+        help="arithmetic, generative, mixed (no training) or trained (AGENT_CRITIC_ADAPTERS)",
     )
 
 

@@ -192,6 +192,8 @@ async def evaluate(
                         fmt=policy.fmt,
                         config=config,
                         shared=shared,
+                        rollout=policy.rollout,
+                        critic_adapters=policy.critic_adapters,
                     )
                 except EndpointUnreachable:
                     raise  # the server is gone: every other problem would fail the same way

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -32,6 +32,7 @@ class Policy:
     fmt: PromptFormat
     embedded: bool
     rollout: Endpoint | None = None  # a separate (cheaper) endpoint for fast rollouts
+    critic_adapters: dict[str, str] = field(default_factory=dict)  # role -> adapter on the policy server
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
@@ -62,6 +63,7 @@ async def open_policy(settings: Settings) -> AsyncIterator[Policy]:
                 port=e.port,
                 poll=e.poll,
                 log_file=e.log_file,
+                lora=e.lora,
                 startup_timeout=e.startup_timeout,
             )
             log.info("embedded_server_starting", model=str(e.model_path or "bundled SmolLM2-135M-Instruct"))

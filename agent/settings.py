@@ -67,6 +67,7 @@ class EmbeddedSettings(BaseModel):
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     poll: int = Field(default=50, ge=0, le=100, description="busy-poll level of the worker threads")
     log_file: Path | None = Field(default=None, description="default: <cache>/logs/llama-server.log")
+    lora: tuple[Path, ...] = Field(default=(), description="GGUF LoRA adapters to load (index = position)")
     startup_timeout: float = Field(default=300.0, gt=0)
 
 
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
     # A cheaper policy for fast rollouts; without a URL the policy endpoint is used.
     rollout: EndpointSettings = EndpointSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
+    # Trained critics served as LoRA adapters of the policy's server, by role (value, prm, orm):
+    # a llama.cpp adapter index, an SGLang adapter name, or an OpenAI-style model name.
+    critic_adapters: dict[Literal["value", "prm", "orm"], str] = {}
     retry: RetrySettings = RetrySettings()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 

@@ -53,6 +53,7 @@ async def _solve_with(policy: Policy, problem: Problem, *, task: str, config: So
         fmt=policy.fmt,
         config=config,
         rollout=policy.rollout,
+        critic_adapters=policy.critic_adapters,
     )
 
 

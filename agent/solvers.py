@@ -13,6 +13,7 @@ training: ``arithmetic`` (re-computes every ``a op b = c`` claim; tool-checked P
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -42,8 +43,8 @@ __all__ = [
 
 Method = Literal["greedy", "sc", "rerank", "mcts"]
 METHODS: tuple[Method, ...] = ("greedy", "sc", "rerank", "mcts")
-CriticsKind = Literal["arithmetic", "generative", "mixed", "none"]
-CRITICS: tuple[CriticsKind, ...] = ("arithmetic", "generative", "mixed", "none")
+CriticsKind = Literal["arithmetic", "generative", "mixed", "trained", "none"]
+CRITICS: tuple[CriticsKind, ...] = ("arithmetic", "generative", "mixed", "trained", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ async def solve_problem(
     config: SolverConfig = SolverConfig(),
     shared: SharedBudget | None = None,
     rollout: Endpoint | None = None,
+    critic_adapters: Mapping[str, str] | None = None,
 ) -> Solution:
     """Solve one problem with the configured method.
 
@@ -117,12 +119,21 @@ async def solve_problem(
         raise InputError(f"problem {problem.id!r} has an empty question; give the text of a problem")
     try:
         if config.method == "mcts":
+            critics = build_critics(config.critics, policy=policy, fmt=fmt, adapters=critic_adapters)
             return await _solve_mcts(
-                problem, policy=policy, task=task, fmt=fmt, config=config, shared=shared, rollout=rollout
+                problem,
+                policy=policy,
+                task=task,
+                fmt=fmt,
+                config=config,
+                shared=shared,
+                rollout=rollout,
+                critics=critics,
             )
         solution = await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
         if config.method == "rerank":
-            return await _rerank(problem, solution, policy=policy, task=task, fmt=fmt, config=config)
+            orm = build_critics(config.critics, policy=policy, fmt=fmt, adapters=critic_adapters).get("orm")
+            return await _rerank(problem, solution, orm=orm, task=task, config=config)
         return solution
     except PromptTooLong as exc:
         raise InputError(
@@ -163,10 +174,27 @@ async def _sample_and_vote(
     )
 
 
-def build_critics(kind: CriticsKind, *, policy: Endpoint, fmt: PromptFormat) -> dict[str, Critic]:
-    """The untrained critic set named ``kind``, keyed by role."""
+def build_critics(
+    kind: CriticsKind, *, policy: Endpoint, fmt: PromptFormat, adapters: Mapping[str, str] | None = None
+) -> dict[str, Critic]:
+    """The critic set named ``kind``, keyed by role.
+
+    ``trained``: generative critics served as LoRA adapters of the policy's server, one per role
+    named in ``adapters`` (``AGENT_CRITIC_ADAPTERS``), e.g. ``{"orm": "0", "value": "1", "prm": "2"}``
+    for llama.cpp adapter indices, as ``python -m finetune.critics`` trains them.
+    """
     if kind == "none":
         return {}
+    if kind == "trained":
+        if not adapters:
+            raise ConfigError(
+                'the trained critics need AGENT_CRITIC_ADAPTERS, e.g. {"orm": "0", "value": "1", "prm": "2"} '
+                "(llama.cpp adapter indices, SGLang adapter names or OpenAI-style model names)"
+            )
+        return {
+            role: GenerativeCritic(policy.with_adapter(ref), fmt, role=role)  # type: ignore[arg-type]
+            for role, ref in adapters.items()
+        }
     if kind == "arithmetic":
         return {"prm": ArithmeticCritic("prm"), "orm": ArithmeticCritic("orm")}
     generative = {role: GenerativeCritic(policy, fmt, role=role) for role in ("value", "prm", "orm")}
@@ -176,16 +204,9 @@ def build_critics(kind: CriticsKind, *, policy: Endpoint, fmt: PromptFormat) -> 
 
 
 async def _rerank(
-    problem: Problem,
-    sampled: Solution,
-    *,
-    policy: Endpoint,
-    task: Task,
-    fmt: PromptFormat,
-    config: SolverConfig,
+    problem: Problem, sampled: Solution, *, orm: Critic | None, task: Task, config: SolverConfig
 ) -> Solution:
     """ORM re-rank@N: the sample the ORM scores highest; also the ORM-weighted vote and the majority."""
-    orm = build_critics(config.critics, policy=policy, fmt=fmt).get("orm")
     if orm is None:
         raise ConfigError(f"rerank needs an ORM; --critics {config.critics} has none")
     rule = OptionRule(config.search.option)
@@ -222,9 +243,9 @@ async def _solve_mcts(
     config: SolverConfig,
     shared: SharedBudget | None,
     rollout: Endpoint | None,
+    critics: dict[str, Critic],
 ) -> Solution:
     search = config.search
-    critics = build_critics(config.critics, policy=policy, fmt=fmt)
     similarity: Similarity | None = None
     if search.merge == "judge":
         similarity = make_similarity("judge", endpoint=policy, fmt=fmt)

@@ -370,3 +370,24 @@ def test_make_endpoint_checks_the_url() -> None:
         make_endpoint(EndpointSettings(url="localhost:8000"))
     ep = make_endpoint(EndpointSettings(url="http://127.0.0.1:30000", backend="sglang", max_concurrency=5))
     assert isinstance(ep.backend, SGLangBackend) and ep.max_concurrency == 5
+
+
+async def test_with_adapter_routes_requests_to_a_lora_and_shares_the_limiter() -> None:
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"content": "x", "stop_type": "eos", "timings": {}})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with Endpoint(LlamaCppBackend(URL, client=client), max_concurrency=3) as base:
+        critic = base.with_adapter("2")
+        assert critic.limiter is base.limiter and critic.url == base.url
+        await critic.complete("p", Sampling(max_tokens=1))
+        await critic.aclose()  # leaves the shared connection pool open
+        await base.complete("p", Sampling(max_tokens=1))
+    assert seen[0]["lora"] == [{"id": 2, "scale": 1.0}] and "lora" not in seen[1]
+    with pytest.raises(ConfigError, match="index"):
+        base.with_adapter("value")
+    assert SGLangBackend(URL).with_adapter("value").adapter == "value"
+    assert OpenAIBackend(URL, model="base").with_adapter("base:orm").model == "base:orm"

@@ -75,3 +75,17 @@ def test_config_validation() -> None:
         SolverConfig(method="beam")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         SolverConfig(n=0)
+
+
+def test_trained_critics_are_adapters_of_the_policy_server() -> None:
+    from agent.critics.generative import GenerativeCritic
+    from agent.solvers import build_critics
+
+    critics = build_critics(
+        "trained", policy=policy(), fmt=get_format("chatml"), adapters={"orm": "0", "prm": "2"}
+    )
+    assert set(critics) == {"orm", "prm"}
+    assert all(isinstance(c, GenerativeCritic) for c in critics.values())
+    assert critics["prm"].endpoint.backend.adapter == "2"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="AGENT_CRITIC_ADAPTERS"):
+        build_critics("trained", policy=policy(), fmt=get_format("chatml"))

@@ -122,4 +122,10 @@ class Backend(Protocol):
         """Return when the server is up and serving; raise an ``EndpointError`` otherwise."""
         ...
 
+    def with_adapter(self, adapter: str) -> Backend:
+        """The same server and connection pool, with requests routed to a LoRA adapter: a llama.cpp
+        adapter index, an SGLang adapter name, or an OpenAI-style model name (vLLM: the adapter's
+        name; SGLang: ``base:adapter``)."""
+        ...
+
     async def aclose(self) -> None: ...

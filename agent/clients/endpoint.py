@@ -117,6 +117,18 @@ class Endpoint:
     ) -> None:
         self.backend = backend
         self.guard = Guard(backend.url, max_concurrency=max_concurrency, timeout=timeout, retry=retry)
+        self._owns_backend = True
+
+    def with_adapter(self, adapter: str) -> Endpoint:
+        """This endpoint with requests routed to a LoRA adapter served by the same server.
+
+        It shares the server's limiter and connections; closing it leaves them open.
+        """
+        twin = Endpoint.__new__(Endpoint)
+        twin.backend = self.backend.with_adapter(adapter)
+        twin.guard = self.guard
+        twin._owns_backend = False
+        return twin
 
     @property
     def url(self) -> str:
@@ -142,7 +154,8 @@ class Endpoint:
             await self.backend.health()
 
     async def aclose(self) -> None:
-        await self.backend.aclose()
+        if self._owns_backend:
+            await self.backend.aclose()
 
     async def __aenter__(self) -> Endpoint:
         return self

@@ -15,8 +15,8 @@ import anyio
 import httpx
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
-from agent.clients.wire import normalize_logprobs, post_json
-from agent.errors import EndpointProtocolError, EndpointUnreachable, single_error
+from agent.clients.wire import normalize_logprobs, post_json, replace_backend
+from agent.errors import ConfigError, EndpointProtocolError, EndpointUnreachable, single_error
 
 __all__ = ["LlamaCppBackend"]
 
@@ -85,6 +85,15 @@ class LlamaCppBackend:
         if len(completions) != n:
             raise EndpointProtocolError(f"{url} returned {len(completions)} completions, asked {n}", url=url)
         return CompletionResult(completions, usage)
+
+    def with_adapter(self, adapter: str) -> LlamaCppBackend:
+        try:
+            index = int(adapter)
+        except ValueError:
+            raise ConfigError(
+                f"a llama.cpp adapter is its index in the server's --lora list, got {adapter!r}"
+            ) from None
+        return replace_backend(self, lora=((index, 1.0),))
 
     async def health(self) -> None:
         url = f"{self.url}/health"

@@ -15,7 +15,7 @@ import httpx
 import openai
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
-from agent.clients.wire import classify_status, normalize_logprobs
+from agent.clients.wire import classify_status, normalize_logprobs, replace_backend
 from agent.errors import (
     EndpointError,
     EndpointProtocolError,
@@ -75,6 +75,9 @@ class OpenAIBackend:
             return _parse(response.model_dump(), n=n)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EndpointProtocolError(f"{url} sent an unexpected completion: {exc!r}", url=url) from exc
+
+    def with_adapter(self, adapter: str) -> OpenAIBackend:
+        return replace_backend(self, model=adapter)
 
     async def health(self) -> None:
         url = f"{self._sdk.base_url}models"

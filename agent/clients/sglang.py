@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
-from agent.clients.wire import post_json, sglang_logprobs
+from agent.clients.wire import post_json, replace_backend, sglang_logprobs
 from agent.errors import EndpointProtocolError, EndpointUnreachable, TransientEndpointError
 
 __all__ = ["SGLangBackend"]
@@ -66,6 +66,9 @@ class SGLangBackend:
             raise EndpointProtocolError(f"{url} sent an unexpected result: {exc!r}", url=url) from exc
         usage = sum((u for _, u in parsed), Usage(requests=1))
         return CompletionResult(tuple(c for c, _ in parsed), usage)
+
+    def with_adapter(self, adapter: str) -> SGLangBackend:
+        return replace_backend(self, adapter=adapter)
 
     async def health(self) -> None:
         url = f"{self.url}/health"

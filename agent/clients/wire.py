@@ -13,10 +13,11 @@ Servers disagree on how they spell log-probabilities. Four shapes arrive here an
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -31,7 +32,9 @@ from agent.errors import (
     TransientEndpointError,
 )
 
-__all__ = ["classify_status", "normalize_logprobs", "post_json", "send", "sglang_logprobs"]
+__all__ = ["classify_status", "normalize_logprobs", "post_json", "replace_backend", "send", "sglang_logprobs"]
+
+B = TypeVar("B")
 
 _CONTEXT_PATTERN = re.compile(r"context (size|length|window)|exceeds|too long|maximum context", re.I)
 
@@ -80,6 +83,14 @@ async def post_json(client: httpx.AsyncClient, url: str, payload: Mapping[str, A
         raise EndpointProtocolError(
             f"{url} answered with something that is not JSON: {response.text[:200]!r}", url=url
         ) from exc
+
+
+def replace_backend(backend: B, **changes: Any) -> B:
+    """A shallow copy of ``backend`` (sharing its HTTP client) with some attributes changed."""
+    twin = copy.copy(backend)
+    for name, value in changes.items():
+        setattr(twin, name, value)
+    return twin
 
 
 def normalize_logprobs(raw: Any) -> tuple[TokenLogprob, ...]:

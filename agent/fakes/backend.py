@@ -51,6 +51,11 @@ class FunctionBackend:
         )
         return CompletionResult(completions, usage)
 
+    adapter: str | None = None  # set by with_adapter: the fn can read it from the backend
+
+    def with_adapter(self, adapter: str) -> FunctionBackend:
+        return replace(self, adapter=adapter)
+
     async def health(self) -> None:
         return None
 

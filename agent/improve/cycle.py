@@ -146,6 +146,7 @@ async def step_search(cfg: CycleConfig, policy: Policy, prompts: list[Problem], 
                     fmt=policy.fmt,
                     config=config,
                     rollout=policy.rollout,
+                    critic_adapters=policy.critic_adapters,
                 )
             assert solution.search is not None
             tree = solution.search.tree
