@@ -1,0 +1,44 @@
+"""The policy fine-tuning job, ``python -m finetune.sft``: data in, adapter + GGUF + manifest out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+pytest.importorskip("gguf")
+
+from finetune.sft import main
+
+
+def test_sft_job_trains_exports_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "sft.jsonl"
+    prompt = "<|im_start|>user\nWhat is {a} + {b}?<|im_end|>\n<|im_start|>assistant\n"
+    rows = [
+        {
+            "prompt": prompt.format(a=a, b=b),
+            "completion": f"{a} + {b} = {a + b}\nThe answer is {a + b}.<|im_end|>",
+        }
+        for a, b in [(2, 3), (4, 5), (7, 1), (6, 6)]
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "adapter"
+    assert main(["--data", str(data), "--out", str(out), "--max-steps", "2", "--batch-size", "2"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["result"]["steps"] == 2 and manifest["examples"]["train"] == 4
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert (out / "adapter.gguf").read_bytes()[:4] == b"GGUF"
+    # A finished directory is not trained again.
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    assert main(["--data", str(data), "--out", str(out), "--max-steps", "2"]) == 0
+    assert (out / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_sft_job_rejects_bad_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "only"}\n')
+    assert main(["--data", str(data), "--out", str(tmp_path / "out")]) == 2
+    assert "line 2" in capsys.readouterr().err
