@@ -71,7 +71,8 @@ class EvalSummary:
             },
             "requests_per_problem": round(self.usage.requests / per, 2),
             "cached_token_ratio": round(self.usage.cached_ratio, 4),
-            "seconds_per_problem": round(self.usage.seconds / per, 3),
+            # Mean time to solve one problem (problems run concurrently, so this is latency, not cost).
+            "solve_seconds_mean": round(self.usage.seconds / per, 3),
             "wall_seconds": round(self.wall_seconds, 2),
             "settings": self.settings,
         }
