@@ -12,6 +12,7 @@ Run one at a time on a small machine: two servers' worker threads starve each ot
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import time
@@ -44,6 +45,7 @@ class EmbeddedServerConfig:
 
     def command(self, *, model: Path, port: int) -> list[str]:
         command = [sys.executable, "-m", "servers.llamacpp", "--model", str(model), "--port", str(port)]
+        command += ["--parent-pid", str(os.getpid())]
         command += ["--parallel", str(self.parallel), "--threads", str(self.threads)]
         command += ["--ctx", str(self.ctx_per_slot * self.parallel), "--poll", str(self.poll)]
         for adapter in self.lora:
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll", type=int, default=50, help="worker busy-poll level, 0-100")
     parser.add_argument("--lora", type=Path, action="append", default=[], help="GGUF LoRA adapter")
     parser.add_argument("--lora-scale", type=float, default=0.0, help="initial scale of every adapter")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone (no orphan servers)")
     args = parser.parse_args(argv)
 
     import xllamacpp as xlc  # the `cpu` extra; imported here so the package imports without it
@@ -142,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
         params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(p), args.lora_scale) for p in args.lora]
     server = xlc.Server(params)
     print(f"serving {args.model} at {server.listening_address}", flush=True)
-    while True:
-        time.sleep(3600)
+    while args.parent_pid is None or os.getppid() == args.parent_pid:
+        time.sleep(1.0)
+    print("parent process gone; stopping", flush=True)
+    os._exit(0)
 
 
 if __name__ == "__main__":
