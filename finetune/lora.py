@@ -195,7 +195,7 @@ def _wrap(model: Any, config: LoraTrainConfig) -> Any:
 
     lora = LoraConfig(
         r=config.r,
-        lora_alpha=config.alpha,
+        lora_alpha=config.alpha,  # type: ignore[arg-type]  # peft annotates int; a float works
         lora_dropout=config.dropout,
         target_modules=list(config.target_modules),
         bias="none",

@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     params.endpoint_metrics = True
     params.endpoint_slots = True
     if args.lora:
+        # llama.cpp's RAM prompt cache restores prompt states without checking which adapters they
+        # were computed with, so a request could reuse another adapter's state: keep it off.
+        # (Each slot's own cache is dropped on an adapter change, and still gives prefix reuse.)
+        params.cache_ram_mib = 0
         params.lora_init_without_apply = args.lora_scale == 0
         params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(p), args.lora_scale) for p in args.lora]
     server = xlc.Server(params)

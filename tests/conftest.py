@@ -1,7 +1,8 @@
 """Shared fixtures: the asyncio backend, a block on non-loopback network, one embedded server.
 
-The embedded llama.cpp server is started once per test session (two servers on a small machine
-starve each other) and only when a test asks for it.
+The embedded llama.cpp server is started once per test session and only when a test asks for it;
+a test that needs adapters gets the same single server restarted with them (two servers on a small
+machine starve each other).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -42,27 +45,52 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
-@pytest.fixture(scope="session")
-def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    """The shared embedded server (bundled SmolLM2), started on first use.
+class OneServer:
+    """At most one embedded server per test session; asking for another configuration restarts it."""
 
-    A test that restarts it with an adapter must restart it with ``BASE_CONFIG`` when done.
-    """
-    config = EmbeddedServerConfig(
-        parallel=8,
-        threads=os.cpu_count() or 2,
-        ctx_per_slot=2048,
-        log_file=tmp_path_factory.mktemp("server") / "llama-server.log",
-    )
-    server = EmbeddedServer(config)
-    server.start()
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.server: EmbeddedServer | None = None
+
+    def config(self, *, lora: tuple[Path, ...] = ()) -> EmbeddedServerConfig:
+        return EmbeddedServerConfig(
+            parallel=8,
+            threads=os.cpu_count() or 2,
+            ctx_per_slot=2048,
+            lora=lora,
+            log_file=self.log_dir / "llama-server.log",
+        )
+
+    def get(self, *, lora: tuple[Path, ...] = ()) -> EmbeddedServer:
+        wanted = self.config(lora=lora)
+        if self.server is None or replace(self.server.config, port=0) != wanted:
+            self.stop()
+            self.server = EmbeddedServer(wanted)
+            self.server.start()
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture(scope="session")
+def embedded_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneServer]:
+    servers = OneServer(tmp_path_factory.mktemp("server"))
     try:
-        yield server
+        yield servers
     finally:
-        server.stop()
+        servers.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+def embedded_server(embedded_servers: OneServer) -> EmbeddedServer:
+    """The shared embedded server with the bundled model and no adapters (restarted if needed)."""
+    return embedded_servers.get()
+
+
+@pytest.fixture
 def embedded_url(embedded_server: EmbeddedServer) -> str:
     """Base URL of the shared embedded server."""
     return embedded_server.url
