@@ -123,6 +123,7 @@ def train_critics(args: argparse.Namespace, trajectories: list[Any], out: Path) 
 
     rows = critic_rows(trajectories)
     train, heldout = split_critic_rows(rows, holdout=args.holdout, seed=args.seed)
+    (out / "heldout").mkdir(parents=True, exist_ok=True)
     for role in ROLES:
         write_jsonl(getattr(heldout, role), out / "heldout" / f"{role}.jsonl")
     base_gguf = ensure_bundled_model()
