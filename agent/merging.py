@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -116,7 +117,7 @@ class EmbeddingSimilarity:
         return index
 
 
-class _CachedEmbedder:
+class _CachedEmbedder(ABC):
     """Embeddings cached per text (least recently used dropped first); subclasses compute."""
 
     def __init__(self, cache_size: int) -> None:
@@ -135,8 +136,9 @@ class _CachedEmbedder:
             self._cache.popitem(last=False)
         return [known[t] for t in texts]
 
+    @abstractmethod
     async def _compute(self, texts: list[str]) -> list[list[float]]:
-        raise NotImplementedError
+        """Embeddings of ``texts`` (none of them cached), in order."""
 
 
 class EndpointEmbedder(_CachedEmbedder):

@@ -31,6 +31,7 @@ back after a cancellation.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,7 @@ def _check_success(data: Any, *, url: str) -> None:
 
 
 @dataclass(eq=False, kw_only=True)
-class _Swapper:
+class _Swapper(ABC):
     backend: ClassVar[str]
     probe: str = "1 + 1 ="
     verify: bool = True
@@ -222,14 +223,17 @@ class _RemoteSwapper(_Swapper):
                 log.warning("swap_failed", worker=url, swapped=swapped, rolled_back=error.rolled_back)
                 raise error from exc
 
+    @abstractmethod
     async def _load(self, url: str, name: str, path: str) -> None:
-        raise NotImplementedError
+        """Load adapter/weights ``name`` from ``path`` on the worker at ``url``."""
 
+    @abstractmethod
     async def _check(self, url: str, name: str, path: str) -> None:
-        raise NotImplementedError
+        """Prove the worker at ``url`` serves ``name``; raise if it does not."""
 
+    @abstractmethod
     async def _unload(self, url: str, name: str, path: str) -> None:
-        raise NotImplementedError
+        """Drop ``name`` from the worker at ``url``."""
 
 
 async def _undo(swapped: Sequence[str], name: str, path: str, undo: _Step) -> tuple[str, ...]:

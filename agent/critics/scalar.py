@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
@@ -127,7 +128,7 @@ class ScalarEndpoint:
         )
 
 
-class _RewardCritic:
+class _RewardCritic(ABC):
     """What both servers' critics share: validation, rendering, the transform, the score."""
 
     server = ""
@@ -173,11 +174,13 @@ class _RewardCritic:
     async def aclose(self) -> None:
         await self.endpoint.aclose()
 
+    @abstractmethod
     def _request(self, text: str) -> tuple[str, dict[str, Any]]:
-        raise NotImplementedError
+        """The route and JSON body that ask the server to score ``text``."""
 
+    @abstractmethod
     def _read(self, data: Any) -> tuple[float, int]:
-        raise NotImplementedError
+        """The raw score and the prompt tokens counted, from the decoded answer."""
 
 
 class SGLangRewardCritic(_RewardCritic):
