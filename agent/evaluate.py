@@ -27,7 +27,7 @@ from agent import __version__
 from agent.cli import add_policy_args, add_solver_args, policy_overrides, run_cli, solver_config
 from agent.clients import Usage
 from agent.driver import SharedBudget
-from agent.errors import AgentError, EndpointUnreachable, single_error
+from agent.errors import AgentError, ConfigError, EndpointUnreachable, single_error
 from agent.runs import RunDir, write_json_atomic
 from agent.runtime import Policy, open_policy
 from agent.settings import load_settings
@@ -196,8 +196,8 @@ async def evaluate(
                         rollout=policy.rollout,
                         critic_adapters=policy.critic_adapters,
                     )
-                except EndpointUnreachable:
-                    raise  # the server is gone: every other problem would fail the same way
+                except (EndpointUnreachable, ConfigError):
+                    raise  # the server is gone, or the setup is wrong: every problem would fail the same way
                 except AgentError as exc:
                     failures[problem.id] = str(exc)
                     log.warning("problem_failed", problem_id=problem.id, error=str(exc))
