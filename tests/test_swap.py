@@ -366,9 +366,9 @@ async def test_llamacpp_swap_restarts_on_the_same_port_and_applies_the_scale(tmp
 
 
 async def test_llamacpp_swap_needs_a_started_server_and_an_adapter_file(tmp_path: Path) -> None:
-    swapper = LlamaCppSwapper(EmbeddedServer())
-    with pytest.raises(ConfigError, match="start the embedded server"):
-        await swapper.swap(name="x", path=tmp_path / "x.gguf")
+    async with LlamaCppSwapper(EmbeddedServer()) as swapper:
+        with pytest.raises(ConfigError, match="start the embedded server"):
+            await swapper.swap(name="x", path=tmp_path / "x.gguf")
 
 
 def test_retry_window_sums_the_back_offs() -> None:
@@ -421,8 +421,10 @@ async def test_llamacpp_swap_on_the_real_server_loses_no_request(tmp_path: Path)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(keep_asking)
-            report = await LlamaCppSwapper(server).swap(name="tiny", path=adapter)
+            async with LlamaCppSwapper(server) as swapper:
+                report = await swapper.swap(name="tiny", path=adapter)
             done.set()
         assert report.verified and server.url == url and len(answers) >= 1
         assert report.seconds < retry_window(policy), f"restart took {report.seconds:.1f} s"
-        assert await LlamaCppSwapper(server).current() == "tiny-lora"  # a new swapper knows the file only
+        async with LlamaCppSwapper(server) as fresh:
+            assert await fresh.current() == "tiny-lora"  # a new swapper knows the file only

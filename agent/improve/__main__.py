@@ -70,7 +70,6 @@ def embedded_swap(server: EmbeddedServer) -> Swap:
     """Swap the embedded server's adapter (None: back to the base model) by restarting it on its port."""
     from servers.swap_llamacpp import LlamaCppSwapper
 
-    swapper = LlamaCppSwapper(server)
     current: list[str | None] = [None]
 
     async def swap(name: str | None, path: Path | None) -> None:
@@ -79,7 +78,11 @@ def embedded_swap(server: EmbeddedServer) -> Swap:
         if path is None:
             await anyio.to_thread.run_sync(server.restart, replace(server.config, lora=()))
         else:
-            await swapper.swap(name=name or path.stem, path=path)
+            swapper = LlamaCppSwapper(server)
+            try:
+                await swapper.swap(name=name or path.stem, path=path)
+            finally:
+                await swapper.aclose()
         current[0] = name
 
     return swap
@@ -110,7 +113,8 @@ async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Pol
             elif hasattr(inner, "model"):
                 inner.model = target or settings.policy.model  # vLLM / OpenAI: the adapter's name
 
-        yield policy, swap
+        async with swapper:
+            yield policy, swap
 
 
 async def _main(args: argparse.Namespace) -> int:
