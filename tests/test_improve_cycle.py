@@ -109,8 +109,9 @@ async def test_one_tiny_cycle_changes_the_served_model(
         runs_dir=tmp_path,
         train_prompts=6,
         heldout=4,
-        search=SearchConfig(simulations=6, workers=3, max_depth=4),
-        filter=FilterConfig(gamma=0.5, require_correct=False),  # keep something, even from a tiny model
+        # Depth 2: the second step is written to the end, so every tree has terminals to keep.
+        search=SearchConfig(simulations=8, workers=4, max_depth=2),
+        filter=FilterConfig(gamma=0.0, require_correct=False),  # keep something, even from a tiny model
         sft_epochs=1,
         sft_max_steps=4,
         sft_lr=5e-3,

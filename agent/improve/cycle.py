@@ -276,11 +276,17 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     prompts = await step_prompts(k, cfg, policy, out / "prompts")
     decisions = await step_search(cfg, policy, prompts, out / "search")
     data = await anyio.to_thread.run_sync(step_data, k, cfg, policy, out / "data")
-    trained = await step_train(cfg, data, out / "adapter")
-    adapter = out / "adapter" / ("adapter.gguf" if "gguf" in trained["files"] else "adapter")
-    await swap(f"cycle_{k}", adapter)
-    evaluation = await step_eval(cfg, policy, out / "eval")
-    promoted, why = promote(evaluation, baseline)
+    examples = (await anyio.to_thread.run_sync(_done, out / "data") or {}).get("examples", 0)
+    if examples == 0:
+        trained: dict[str, Any] = {"files": {}}
+        adapter = None
+        evaluation, promoted, why = baseline, False, "no trajectory kept so far: nothing to fine-tune"
+    else:
+        trained = await step_train(cfg, data, out / "adapter")
+        adapter = out / "adapter" / ("adapter.gguf" if "gguf" in trained["files"] else "adapter")
+        await swap(f"cycle_{k}", adapter)
+        evaluation = await step_eval(cfg, policy, out / "eval")
+        promoted, why = promote(evaluation, baseline)
     if promoted:
         promoted_to = {
             "adapter_name": f"cycle_{k}",
@@ -289,7 +295,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
             "eval": evaluation,
         }
         await anyio.to_thread.run_sync(write_json_atomic, cfg.root / "lineage.json", promoted_to)
-    else:
+    elif adapter is not None:
         await swap(lineage.get("adapter_name"), _path(lineage.get("adapter_path")))
     manifest = {
         "cycle": k,
@@ -298,7 +304,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         "search": await anyio.to_thread.run_sync(_done, out / "search"),
         "kept": sum(d.kept for d in decisions),
         "data": {"path": str(data), **(await anyio.to_thread.run_sync(_done, out / "data") or {})},
-        "adapter": {"path": str(adapter), **trained},
+        "adapter": {"path": str(adapter) if adapter else None, **trained},
         "before": baseline,
         "after": evaluation,
         "promoted": promoted,
