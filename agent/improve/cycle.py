@@ -233,13 +233,15 @@ async def step_eval(cfg: CycleConfig, policy: Policy, out: Path) -> dict[str, di
         summary = await evaluate(
             problems, task=task, policy=policy, config=config, out=out / method, concurrency=cfg.concurrency
         )
-        solved = max(summary.correct, 1)
+        solved = summary.correct
+        tokens = summary.usage.prompt_tokens + summary.usage.completion_tokens
         results[method] = {
             "accuracy": summary.accuracy,
             "correct": summary.correct,
             "problems": summary.problems,
-            "tokens_per_solved": (summary.usage.prompt_tokens + summary.usage.completion_tokens) / solved,
-            "completion_tokens_per_solved": summary.usage.completion_tokens / solved,
+            # None when nothing was solved: there is no cost per solved problem to report.
+            "tokens_per_solved": tokens / solved if solved else None,
+            "completion_tokens_per_solved": summary.usage.completion_tokens / solved if solved else None,
         }
     return results
 

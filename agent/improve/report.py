@@ -46,7 +46,8 @@ def write_report(root: Path) -> Path:
         for method in methods:
             result = evaluation.get(method, {})
             acc = f"{result['accuracy']:.3f} ({result['correct']}/{result['problems']})" if result else "-"
-            tokens = f"{result['tokens_per_solved']:.0f}" if result else "-"
+            per_solved = result.get("tokens_per_solved") if result else None
+            tokens = f"{per_solved:.0f}" if per_solved is not None else "-"
             cells += [acc, tokens]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {notes} |")
     for m in manifests:
@@ -78,7 +79,11 @@ def _plots(root: Path, rows: list[tuple[str, dict[str, Any], str]], methods: lis
         FigureCanvasAgg(figure)
         axes = figure.add_subplot()
         for method in methods:
-            points = [(i, e[method][key]) for i, (_, e, _) in enumerate(rows) if method in e]
+            points = [
+                (i, e[method][key])
+                for i, (_, e, _) in enumerate(rows)
+                if e.get(method, {}).get(key) is not None
+            ]
             if points:
                 axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
         axes.set_xlabel("cycle")
