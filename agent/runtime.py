@@ -55,17 +55,7 @@ async def open_policy(settings: Settings) -> AsyncIterator[Policy]:
             from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
 
             e = settings.embedded
-            config = EmbeddedServerConfig(
-                model_path=e.model_path,
-                parallel=e.parallel,
-                threads=e.threads,
-                ctx_per_slot=e.ctx_per_slot,
-                port=e.port,
-                poll=e.poll,
-                log_file=e.log_file,
-                lora=e.lora,
-                startup_timeout=e.startup_timeout,
-            )
+            config = EmbeddedServerConfig.from_settings(e)
             log.info("embedded_server_starting", model=str(e.model_path or "bundled SmolLM2-135M-Instruct"))
             server = await stack.enter_async_context(EmbeddedServer(config))
             endpoint_settings = endpoint_settings.model_copy(

@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 
 from agent.errors import ConfigError
+from agent.settings import EmbeddedSettings
 from servers.models import BUNDLED, cache_dir, ensure_bundled_model
 from servers.process import ManagedProcess
 
@@ -42,6 +43,21 @@ class EmbeddedServerConfig:
     lora_scale: float = 0.0  # scale every adapter starts with (0: loaded, applied only per request)
     log_file: Path | None = None
     startup_timeout: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: EmbeddedSettings) -> EmbeddedServerConfig:
+        """The server ``AGENT_EMBEDDED__*`` settings describe."""
+        return cls(
+            model_path=settings.model_path,
+            parallel=settings.parallel,
+            threads=settings.threads,
+            ctx_per_slot=settings.ctx_per_slot,
+            port=settings.port,
+            poll=settings.poll,
+            lora=settings.lora,
+            log_file=settings.log_file,
+            startup_timeout=settings.startup_timeout,
+        )
 
     def command(self, *, model: Path, port: int) -> list[str]:
         command = [sys.executable, "-m", "servers.llamacpp", "--model", str(model), "--port", str(port)]

@@ -53,10 +53,7 @@ async def embedded_policy(cfg: CycleConfig) -> AsyncIterator[tuple[Policy, Swap]
     from servers.llamacpp import EmbeddedServerConfig
 
     settings = load_settings().embedded
-    config = EmbeddedServerConfig(
-        model_path=settings.model_path, parallel=settings.parallel, threads=settings.threads,
-        ctx_per_slot=settings.ctx_per_slot, poll=settings.poll, log_file=settings.log_file,
-    )  # fmt: skip
+    config = EmbeddedServerConfig.from_settings(settings)
     async with EmbeddedServer(config) as server:
         # A swap restarts the server: requests meanwhile are refused and retried, not lost.
         retry = RetryPolicy(attempts=10, initial_wait=0.5, max_wait=8.0)
