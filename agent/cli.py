@@ -16,16 +16,18 @@ import anyio
 import structlog
 
 from agent.errors import AgentError, ConfigError, single_error
-from agent.search.config import PRESETS, preset
+from agent.search.config import PRESETS, SearchConfig, preset
 from agent.settings import load_settings
 from agent.solvers import CRITICS, METHODS, SolverConfig
 
 __all__ = [
     "add_policy_args",
+    "add_search_args",
     "add_solver_args",
     "configure_logging",
     "policy_overrides",
     "run_cli",
+    "search_config",
     "solver_config",
 ]
 
@@ -54,6 +56,17 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=8, help="samples for sc and rerank (default 8)")
     parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc")
+    add_search_args(parser)
+    parser.add_argument(
+        "--critics",
+        choices=CRITICS,
+        default="arithmetic",
+        help="arithmetic, generative, mixed (no training) or trained (AGENT_CRITIC_ADAPTERS)",
+    )
+
+
+def add_search_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of the ηMCTS search (a preset and overrides), shared by the solvers and agent.improve."""
     group = parser.add_argument_group("search (mcts)")
     group.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small", help="search parameters")
     group.add_argument("--simulations", type=int, help="simulations per tree (overrides the preset)")
@@ -66,16 +79,22 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="any other search setting, e.g. --set c=1.5 --set merge=none (see agent.search.config)",
     )
-    group.add_argument(
-        "--critics",
-        choices=CRITICS,
-        default="arithmetic",
-        help="arithmetic, generative, mixed (no training) or trained (AGENT_CRITIC_ADAPTERS)",
-    )
 
 
 def solver_config(args: argparse.Namespace) -> SolverConfig:
     """The solver configuration the flags describe; ConfigError for malformed --set values."""
+    return SolverConfig(
+        method=args.method,
+        n=args.n,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        search=search_config(args),
+        critics=args.critics,
+    )
+
+
+def search_config(args: argparse.Namespace) -> SearchConfig:
+    """The preset with ``--simulations``, ``--rollouts``, ``--workers`` and ``--set`` applied."""
     changes: dict[str, Any] = {}
     for item in args.set:
         key, sep, raw = item.partition("=")
@@ -92,14 +111,7 @@ def solver_config(args: argparse.Namespace) -> SolverConfig:
         search = search.with_overrides(**changes)
     except TypeError as exc:
         raise ConfigError(f"invalid --set value: {exc}") from exc
-    return SolverConfig(
-        method=args.method,
-        n=args.n,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        search=search,
-        critics=args.critics,
-    )
+    return search
 
 
 def _parse_value(raw: str) -> Any:

@@ -36,21 +36,45 @@ def tree_with(terminals: list[tuple[float, str | None, float]]) -> Tree:
 
 def test_select_keeps_the_best_terminal_above_gamma_and_correct() -> None:
     tree = tree_with([(0.4, "5", 0.3), (0.9, "7", 0.95)])
-    kept = select_trajectory(tree, problem_id="p", correct=True, config=FilterConfig(gamma=0.8))
+    right = {"5": False, "7": True}
+    kept = select_trajectory(tree, problem_id="p", grades=right, config=FilterConfig(gamma=0.8))
     assert kept.kept and kept.reason == "kept" and kept.answer == "7" and kept.steps == ("step 1",)
-    wrong = select_trajectory(tree, problem_id="p", correct=False, config=FilterConfig(gamma=0.8))
-    assert not wrong.kept and wrong.reason == "wrong_answer"
-    low = select_trajectory(tree, problem_id="p", correct=True, config=FilterConfig(gamma=0.99))
+    assert kept.correct is True
+    wrong = select_trajectory(tree, problem_id="p", grades={"7": False}, config=FilterConfig(gamma=0.8))
+    assert not wrong.kept and wrong.reason == "wrong_answer" and wrong.correct is False
+    low = select_trajectory(tree, problem_id="p", grades=right, config=FilterConfig(gamma=0.99))
     assert low.reason == "orm_below_gamma"
     lenient = select_trajectory(
-        tree, problem_id="p", correct=False, config=FilterConfig(0.8, require_correct=False)
+        tree, problem_id="p", grades={"7": False}, config=FilterConfig(0.8, require_correct=False)
     )
     assert lenient.kept
-    assert select_trajectory(Tree("q", SearchConfig()), problem_id="p", correct=None).reason == "no_terminal"
-    assert (
-        select_trajectory(tree_with([(0.9, None, 0.9)]), problem_id="p", correct=None).reason == "no_answer"
-    )
+    no_gold = select_trajectory(tree, problem_id="p", config=FilterConfig(gamma=0.8))
+    assert no_gold.kept and no_gold.correct is None
+    assert select_trajectory(Tree("q", SearchConfig()), problem_id="p").reason == "no_terminal"
+    assert select_trajectory(tree_with([(0.9, None, 0.9)]), problem_id="p").reason == "no_answer"
     assert kept.completion(OptionRule("line"), "<|im_end|>") == "step 1<|im_end|>"
+
+
+def test_pick_correct_prefers_a_right_terminal_the_critics_ranked_lower() -> None:
+    tree = tree_with([(0.6, "5", 0.85), (0.7, "6", 0.9), (0.9, "7", 0.95)])
+    grades = {"5": True, "6": False, "7": False}
+    by_critic = select_trajectory(tree, problem_id="p", grades=grades, config=FilterConfig(gamma=0.8))
+    assert by_critic.answer == "7" and by_critic.reason == "wrong_answer"
+    by_answer = select_trajectory(
+        tree, problem_id="p", grades=grades, config=FilterConfig(gamma=0.8, pick="correct")
+    )
+    assert by_answer.kept and by_answer.answer == "5" and by_answer.steps == ("step 0",)
+    # the right terminal still has to pass gamma
+    strict = FilterConfig(gamma=0.88, pick="correct")
+    assert select_trajectory(tree, problem_id="p", grades=grades, config=strict).reason == "orm_below_gamma"
+    # nothing right: the best by critic score, dropped as wrong
+    none_right = {"5": False, "6": False, "7": False}
+    fallback = select_trajectory(
+        tree, problem_id="p", grades=none_right, config=FilterConfig(gamma=0.8, pick="correct")
+    )
+    assert fallback.answer == "7" and fallback.reason == "wrong_answer"
+    with pytest.raises(ConfigError, match="pick"):
+        FilterConfig(pick="best")  # type: ignore[arg-type]
 
 
 def test_promote_only_when_not_worse_beyond_noise() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import anyio
 
-from agent.cli import add_policy_args, policy_overrides, run_cli
+from agent.cli import add_policy_args, add_search_args, policy_overrides, run_cli, search_config
 from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy
 from agent.errors import ConfigError
 from agent.improve.cycle import CycleConfig, Swap, run_cycle
@@ -32,7 +32,6 @@ from agent.improve.report import write_report
 from agent.improve.select import FilterConfig
 from agent.prompts import get_format
 from agent.runtime import Policy, open_policy
-from agent.search.config import preset
 from agent.settings import load_settings
 from servers.llamacpp import EmbeddedServer
 
@@ -115,9 +114,7 @@ async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Pol
 
 
 async def _main(args: argparse.Namespace) -> int:
-    search = preset(args.preset).with_overrides(
-        simulations=args.simulations, max_simulations=max(64, args.simulations)
-    )
+    search = search_config(args)
     cfg = CycleConfig(
         name=args.name,
         task=args.task,
@@ -127,7 +124,7 @@ async def _main(args: argparse.Namespace) -> int:
         seed=args.seed,
         search=search,
         critics=args.critics,
-        filter=FilterConfig(gamma=args.gamma, require_correct=not args.no_correctness),
+        filter=FilterConfig(gamma=args.gamma, require_correct=not args.no_correctness, pick=args.pick),
         sft_epochs=args.epochs,
         sft_max_steps=args.max_steps,
         eval_methods=tuple(args.eval),
@@ -169,8 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-prompts", type=int, default=40, help="real training prompts per cycle")
     parser.add_argument("--heldout", type=int, default=40, help="held-out problems for evaluation")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5, help="share of imagined prompts")
-    parser.add_argument("--preset", default="cpu-small", help="search preset")
-    parser.add_argument("--simulations", type=int, default=16, help="simulations per search")
     parser.add_argument(
         "--critics", choices=("arithmetic", "generative", "mixed", "none"), default="arithmetic"
     )
@@ -178,10 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--gamma", type=float, default=0.8, help="keep a trajectory when its ORM score is above"
     )
     parser.add_argument("--no-correctness", action="store_true", help="keep without checking the gold answer")
+    parser.add_argument(
+        "--pick",
+        choices=("critic", "correct"),
+        default="critic",
+        help="which terminal to keep per prompt: the best by critic score (the paper), or the best "
+        "among those with the gold answer (default critic)",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
     parser.add_argument("--max-steps", type=int, help="cap on fine-tuning optimizer steps")
     parser.add_argument("--eval", nargs="+", default=["greedy", "mcts"], choices=("greedy", "sc", "mcts"))
     parser.add_argument("--seed", type=int, default=0)
+    add_search_args(parser)
     add_policy_args(parser)
     return parser
 

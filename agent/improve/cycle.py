@@ -150,11 +150,12 @@ async def step_search(cfg: CycleConfig, policy: Policy, prompts: list[Problem], 
                 )
             assert solution.search is not None
             tree = solution.search.tree
-            best = max(tree.terminals(), key=lambda n: (n.value or 0.0, n.visits), default=None)
-            correct = None
-            if problem.gold is not None and best is not None:
-                correct = await grader.grade(best.answer, problem.gold)
-            decision = select_trajectory(tree, problem_id=problem.id, correct=correct, config=cfg.filter)
+            grades: dict[str, bool] = {}
+            if problem.gold is not None:
+                answers = sorted({n.answer for n in tree.terminals() if n.answer is not None})
+                marks = await grader.grade_many((answer, problem.gold) for answer in answers)
+                grades = dict(zip(answers, marks, strict=True))
+            decision = select_trajectory(tree, problem_id=problem.id, grades=grades, config=cfg.filter)
             record = {"id": problem.id, "question": problem.question, **decision.as_dict()}
             record["tokens"] = solution.usage.as_dict()
             await anyio.to_thread.run_sync(run.append, record)

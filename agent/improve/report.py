@@ -88,7 +88,10 @@ def _plots(root: Path, rows: list[tuple[str, dict[str, Any], str]], methods: lis
                 axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
         axes.set_xlabel("cycle")
         axes.set_ylabel(label)
-        axes.legend()
+        if axes.lines:
+            axes.legend()
+        else:  # e.g. no method solved anything yet: no tokens-per-solved point to draw
+            axes.text(0.5, 0.5, "nothing to plot yet", ha="center", va="center", transform=axes.transAxes)
         figure.tight_layout()
         figure.savefig(root / f"{name}.png", dpi=100)
         made.append(name)
