@@ -1,6 +1,7 @@
 """Train the three critics (value, PRM, ORM) as LoRA adapters of the policy's base model, then calibrate them.
 
     python -m finetune.critics --out runs/critics --problems 80 --samples 8 --max-steps 60
+    python -m finetune.critics --out runs/loop/cycle_1/critics --trajectories T.jsonl --no-calibrate
 
 1. Sample: the base policy (embedded llama.cpp server) writes ``--samples`` solutions to each of
    ``--problems`` generated training problems; each is graded against the gold answer.
@@ -14,9 +15,12 @@
    Brier go to ``calibration.md`` and ``calibration.json``, the reliability diagram to
    ``reliability.png``.
 
-Every step writes its outputs, then a ``done.json``; ``manifest.json`` is written last, so a rerun
-resumes at the first unfinished step. Simplified: the value critic learns the hard label
-(MC rate >= 0.5) rather than regressing the rate, because it is served in the same yes/no form.
+With ``--trajectories`` the graded solutions come from a file (one ``Trajectory`` per line, e.g.
+the terminal paths of a cycle's search trees) instead of step 1; ``--no-calibrate`` skips step 4
+(it starts a server of its own). Every step writes its outputs, then a ``done.json``;
+``manifest.json`` is written last, so a rerun resumes at the first unfinished step. Simplified:
+the value critic learns the hard label (MC rate >= 0.5) rather than regressing the rate, because
+it is served in the same yes/no form.
 """
 
 from __future__ import annotations
@@ -102,11 +106,21 @@ def _asdict(value: Any) -> dict[str, Any]:
     return asdict(value)
 
 
-def _read_trajectories(out: Path) -> list[Any]:
+def _read_trajectories(path: Path) -> list[Any]:
+    """Graded trajectories from a JSONL file, or from ``trajectories.jsonl`` in a directory."""
+    from agent.errors import DataError
     from agent.improve.critic_data import Trajectory
 
-    rows = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
-    return [Trajectory(**{**r, "steps": tuple(r["steps"])}) for r in rows]
+    path = path / "trajectories.jsonl" if path.is_dir() else path
+    if not path.is_file():
+        raise DataError(f"no trajectories at {path}: pass a JSONL file of graded trajectories")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return [Trajectory(**{**r, "steps": tuple(r["steps"])}) for r in rows]
+    except (KeyError, TypeError) as exc:
+        raise DataError(
+            f"{path}: each line needs problem_id, question, gold, steps, answer, correct ({exc})"
+        ) from None
 
 
 # --- 2 and 3. rows, training, export ----------------------------------------------------------------
@@ -126,8 +140,8 @@ def train_critics(args: argparse.Namespace, trajectories: list[Any], out: Path) 
     (out / "heldout").mkdir(parents=True, exist_ok=True)
     for role in ROLES:
         write_jsonl(getattr(heldout, role), out / "heldout" / f"{role}.jsonl")
-    base_gguf = ensure_bundled_model()
-    model, tokenizer = load_base(base_gguf)
+    base = args.base or ensure_bundled_model()
+    model, tokenizer = load_base(base)
     fmt = get_format("chatml")
     results = {}
     for role in ROLES:
@@ -142,8 +156,12 @@ def train_critics(args: argparse.Namespace, trajectories: list[Any], out: Path) 
         examples = [Example(prompt=p, completion=c) for p, c in pairs]
         config = LoraTrainConfig(lr=args.lr, epochs=args.epochs, max_steps=args.max_steps, seed=args.seed)
         result = train_lora(model, tokenizer, examples, config=config, out_dir=target / "adapter")
-        export_lora_gguf(target / "adapter", target / "adapter.gguf", base_gguf=base_gguf)
+        served = "adapter"  # a PEFT directory, for SGLang / vLLM
+        if str(base).endswith(".gguf"):
+            export_lora_gguf(target / "adapter", target / "adapter.gguf", base_gguf=Path(base))
+            served = "adapter.gguf"  # for llama.cpp
         results[role] = {
+            "served": served,
             "examples": len(examples),
             "train_rows": len(getattr(train, role)),
             "heldout_rows": len(getattr(heldout, role)),
@@ -167,7 +185,7 @@ async def calibrate(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
 
     adapters = tuple(out / role / "adapter.gguf" for role in ROLES)
-    config = EmbeddedServerConfig(lora=adapters, log_file=out / "server.log")
+    config = EmbeddedServerConfig(model_path=_gguf(args), lora=adapters, log_file=out / "server.log")
     reports = {}
     async with EmbeddedServer(config) as server:
         for index, role in enumerate(ROLES):
@@ -205,21 +223,42 @@ async def score_rows(critic: Any, rows: list[Any]) -> list[float]:
     return scores
 
 
+def _gguf(args: argparse.Namespace) -> Path | None:
+    """The GGUF the embedded server serves for sampling and calibration (None: the bundled model)."""
+    from agent.errors import ConfigError
+
+    if args.base is None:
+        return None
+    if not str(args.base).endswith(".gguf"):
+        raise ConfigError(
+            f"sampling and calibration serve the base model on the embedded llama.cpp server, which "
+            f"needs a GGUF; with --base {args.base} pass --trajectories and --no-calibrate"
+        )
+    return Path(args.base)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from agent.runs import write_json_atomic
     from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
 
     out: Path = args.out
+    if args.calibrate:
+        _gguf(args)  # fail before training, not after
     manifest_path = anyio.Path(out / "manifest.json")
     if await manifest_path.exists():
         return json.loads(await manifest_path.read_text())
     if await anyio.to_thread.run_sync(_done, out / "samples"):
         trajectories = await anyio.to_thread.run_sync(_read_trajectories, out / "samples")
+    elif args.trajectories is not None:
+        trajectories = await anyio.to_thread.run_sync(_read_trajectories, args.trajectories)
+        problems = len({t.problem_id for t in trajectories})
+        await anyio.to_thread.run_sync(_write_trajectories, out / "samples", trajectories, problems)
     else:
-        async with EmbeddedServer(EmbeddedServerConfig(log_file=out / "server.log")) as server:
+        config = EmbeddedServerConfig(model_path=_gguf(args), log_file=out / "server.log")
+        async with EmbeddedServer(config) as server:
             trajectories = await sample(args, server.url, out / "samples")
     training = await anyio.to_thread.run_sync(train_critics, args, trajectories, out)
-    calibration = await calibrate(args, out)
+    calibration = await calibrate(args, out) if args.calibrate else {"table": None}
     samples = await anyio.to_thread.run_sync(_done, out / "samples")
     manifest = json.loads(
         json.dumps({"samples": samples, "training": training, **calibration, "args": vars(args)}, default=str)
@@ -231,6 +270,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m finetune.critics", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/critics"))
+    parser.add_argument("--base", help="base model: GGUF path, HF directory or hub id (default: bundled)")
     parser.add_argument("--problems", type=int, default=80, help="generated training problems")
     parser.add_argument("--samples", type=int, default=8, help="solutions sampled per problem (J)")
     parser.add_argument("--temperature", type=float, default=0.8)
@@ -239,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=int, default=60, help="optimizer steps per critic")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trajectories", type=Path, help="graded trajectories (JSONL) to train on instead of sampling"
+    )
+    parser.add_argument(
+        "--no-calibrate", dest="calibrate", action="store_false", help="skip calibration (no server)"
+    )
     return parser
 
 
@@ -249,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(manifest.get("table", ""))
+    print(manifest.get("table") or f"critics trained: {args.out}")
     return 0
 
 

@@ -10,6 +10,7 @@ requests are delayed, not lost, as long as the retry window covers the restart (
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,42 +47,57 @@ class LlamaCppSwapper(_Swapper):
         self._name: str | None = None
 
     async def swap(self, *, name: str, path: Path | str) -> SwapReport:
-        url, adapter = self.server.url, await anyio.Path(path).absolute()
+        """Serve the adapter at ``path`` alone, applied to every request at ``scale``."""
+        return await self.serve(name=name, adapters=(path,), scale=self.scale)
+
+    async def serve(self, *, name: str, adapters: Sequence[Path | str], scale: float) -> SwapReport:
+        """Restart with exactly ``adapters`` loaded (ids 0, 1, ... in this order), each at ``scale``.
+
+        With ``scale=0`` they are loaded but applied only where a request names them (the
+        ``lora`` field: a policy adapter and critic adapters on one server); an empty list serves
+        the base model. Verified by ``/lora-adapters`` and a probe; rolled back on failure.
+        """
+        url = self.server.url
         if not url or self.server.process is None:
             raise ConfigError("start the embedded server before swapping its adapter")
-        if not await adapter.is_file():
-            raise ConfigError(f"no GGUF LoRA adapter at {adapter}")
+        files = tuple([Path(await anyio.Path(p).absolute()) for p in adapters])
+        for file in files:
+            if not file.is_file():
+                raise ConfigError(f"no GGUF LoRA adapter at {file}")
         start = time.perf_counter()
         previous = replace(self.server.config, port=httpx.URL(url).port or 0)
         try:
-            await self._start(replace(previous, lora=(Path(adapter),)))
+            await self._start(replace(previous, lora=files, lora_scale=scale))
             if self.verify:
-                await self._verify(str(adapter))
+                await self._verify(files, scale)
         except AgentError as exc:
             swapped = [] if isinstance(exc, ServerStartError) else [url]
             error = SwapError(f"swap of {url} to {name!r} failed: {exc}", swapped=swapped, failed=[url])
             error.rolled_back = await self._undo(previous) if self.rollback else ()
             raise error from exc
         self._name, self._workers = name, (url,)
-        return self._report(name, str(adapter), start, None)
+        return self._report(name, ", ".join(map(str, files)), start, None)
 
     async def current(self) -> str | None:
         applied = [e for e in await self._adapters() if e.get("scale")]
         return (self._name or Path(str(applied[0].get("path"))).stem) if applied else None
 
     async def _start(self, config: EmbeddedServerConfig) -> None:
-        """Restart on the same port with ``config``, its adapter applied from the first request on."""
-        config = replace(config, lora_scale=self.scale if config.lora else 0.0)
+        """Restart on the same port with ``config`` (its adapters at ``config.lora_scale``)."""
         with anyio.CancelScope(shield=True):  # never leave the port without a server
             await anyio.to_thread.run_sync(self.server.restart, config)
 
-    async def _verify(self, adapter: str) -> None:
+    async def _verify(self, files: tuple[Path, ...], scale: float) -> None:
         url = self.server.url
-        entry = next((e for e in await self._adapters() if e.get("id") == 0), {})
-        _require(entry.get("path") == adapter, f"{url}/lora-adapters has {entry.get('path')!r}", url=url)
-        _require(
-            entry.get("scale") == self.scale, f"{url}/lora-adapters: scale {entry.get('scale')}", url=url
-        )
+        entries = {e.get("id"): e for e in await self._adapters()}
+        listed = f"{url}/lora-adapters lists {len(entries)} adapters, not {len(files)}"
+        _require(len(entries) == len(files), listed, url=url)
+        for i, file in enumerate(files):
+            entry = entries.get(i, {})
+            _require(
+                entry.get("path") == str(file), f"{url}/lora-adapters has {entry.get('path')!r}", url=url
+            )
+            _require(entry.get("scale") == scale, f"{url}/lora-adapters: scale {entry.get('scale')}", url=url)
         data = await self._http.json("POST", f"{url}/completion", {"prompt": self.probe, "n_predict": 1})
         _require(isinstance(data, dict) and "content" in data, f"{url}/completion sent {data}", url=url)
 

@@ -11,7 +11,7 @@ import pytest
 from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy, Sampling
 from agent.errors import ConfigError
 from agent.improve.__main__ import embedded_swap, parse_every
-from agent.improve.cycle import CycleConfig, promote, run_cycle
+from agent.improve.cycle import CycleConfig, Served, promote, run_cycle, step_critics
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig, select_trajectory
 from agent.prompts import get_format
@@ -127,7 +127,7 @@ async def test_one_tiny_cycle_changes_the_served_model(
     retry = RetryPolicy(attempts=12, initial_wait=0.5, max_wait=4.0)  # rides out the swap's restart
     endpoint = Endpoint(LlamaCppBackend(embedded_server.url), max_concurrency=8, retry=retry)
     policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True)
-    swap = embedded_swap(embedded_server)
+    swap = embedded_swap(embedded_server, endpoint.backend)  # type: ignore[arg-type]
     cfg = CycleConfig(
         name="tiny",
         runs_dir=tmp_path,
@@ -152,7 +152,7 @@ async def test_one_tiny_cycle_changes_the_served_model(
             assert adapter.name == "adapter.gguf" and adapter.is_file()
             assert set(manifest["after"]) == {"greedy"} and manifest["after"]["greedy"]["problems"] == 4
             assert (tmp_path / "tiny" / "cycle_1" / "manifest.json").is_file()
-            await swap("cycle_1", adapter)  # serve the new adapter, promoted or not
+            await swap(Served(policy=("cycle_1", adapter)))  # serve the new adapter, promoted or not
             after = (await endpoint.complete(probe, sampling)).completions[0]
             # The fine-tuned adapter changes what the server computes.
             first_before = dict(before.logprobs[0].top)
@@ -163,5 +163,74 @@ async def test_one_tiny_cycle_changes_the_served_model(
             )
             # Rerunning the finished cycle does nothing and returns the same manifest.
             assert await run_cycle(1, cfg, policy, swap) == manifest
+    finally:
+        embedded_server.restart(replace(base_config, lora=()))
+
+
+def _search_record(problem_id: str, question: str, terminals: list[tuple[list[str], str, bool]]) -> str:
+    """One line of a cycle's search/results.jsonl with graded terminal paths."""
+    paths = [{"steps": steps, "answer": answer, "correct": correct} for steps, answer, correct in terminals]
+    return json.dumps({"id": problem_id, "question": question, "kept": False, "terminals": paths}) + "\n"
+
+
+@pytest.mark.anyio
+async def test_refresh_critics_needs_right_and_wrong_paths(tmp_path: Path) -> None:
+    cfg = CycleConfig(name="c", runs_dir=tmp_path, refresh_critics=True)
+    search = tmp_path / "c" / "cycle_1" / "search"
+    search.mkdir(parents=True)
+    wrong = [(["3 + 4 = 8", "The answer is 8."], "8", False)]
+    (search / "results.jsonl").write_text(_search_record("p1", "3 + 4?", wrong))
+    why = await step_critics(1, cfg, tmp_path / "c" / "cycle_1" / "critics")
+    assert why == "critics kept: 0 of 1 graded paths right, need both kinds"
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_refreshed_critics_are_trained_on_search_paths_and_served_beside_the_policy(
+    embedded_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    cfg = CycleConfig(name="c", runs_dir=tmp_path, refresh_critics=True, critic_steps=2)
+    lines = ""
+    for j in range(6):
+        a, b = 3 + j, 4 + 2 * j
+        right = ([f"{a} + {b} = {a + b}", f"The answer is {a + b}."], str(a + b), True)
+        wrong = ([f"{a} + {b} = {a + b + 1}", f"The answer is {a + b + 1}."], str(a + b + 1), False)
+        lines += _search_record(f"p{j}", f"Sam has {a} pens and buys {b} more. How many now?", [right, wrong])
+    search = tmp_path / "c" / "cycle_1" / "search"
+    search.mkdir(parents=True)
+    (search / "results.jsonl").write_text(lines)
+    out = tmp_path / "c" / "cycle_1" / "critics"
+    critics = await step_critics(1, cfg, out)
+    assert not isinstance(critics, str), critics
+    assert sorted(critics) == ["orm", "prm", "value"]
+    assert all(path.name == "adapter.gguf" and path.is_file() for _, path in critics.values())
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 12
+    assert await step_critics(1, cfg, out) == critics  # done: not trained again
+
+    base_config = embedded_server.config
+    backend = LlamaCppBackend(embedded_server.url)
+    retry = RetryPolicy(attempts=12, initial_wait=0.5, max_wait=4.0)
+    swap = embedded_swap(embedded_server, backend)
+    try:
+        async with Endpoint(backend, max_concurrency=4, retry=retry) as endpoint:
+            policy_adapter = critics["orm"][1]  # any adapter of this base model will do as the policy's
+            refs = await swap(Served(policy=("cycle_1", policy_adapter), critics=critics))
+            assert refs == {"orm": "1", "value": "2", "prm": "3"}
+            assert backend.lora == ((0, 1.0),)  # the policy's requests name their adapter
+            listed = [Path(p) for p in embedded_server.config.lora]
+            assert listed[0] == policy_adapter.absolute() and len(listed) == 4
+            prompt = "<|im_start|>user\nIs 3 + 4 = 7 right?<|im_end|>\n<|im_start|>assistant\n"
+            sampling = Sampling(max_tokens=1, logprobs=5)
+            as_policy = (await endpoint.complete(prompt, sampling)).completions[0].logprobs[0].top
+            as_value = (
+                (await endpoint.with_adapter(refs["value"]).complete(prompt, sampling))
+                .completions[0]
+                .logprobs[0]
+                .top
+            )
+            assert dict(as_policy) != dict(as_value)
+            assert await swap(Served()) == {} and backend.lora == () and embedded_server.config.lora == ()
     finally:
         embedded_server.restart(replace(base_config, lora=()))

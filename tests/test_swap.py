@@ -338,8 +338,10 @@ def llama_fake(state: dict[str, Any]) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/lora-adapters":
             config = state["server"].config
-            entries = [{"id": 0, "path": str(config.lora[0]), "scale": config.lora_scale}]
-            return reply(200, entries if config.lora else [])
+            return reply(
+                200,
+                [{"id": i, "path": str(p), "scale": config.lora_scale} for i, p in enumerate(config.lora)],
+            )
         return reply(200, {"content": " 2", "stop_type": "limit"})
 
     return httpx.MockTransport(handler)
@@ -363,6 +365,36 @@ async def test_llamacpp_swap_restarts_on_the_same_port_and_applies_the_scale(tmp
     assert info.value.swapped == () and info.value.rolled_back == ("http://127.0.0.1:5555",)
     assert server.config.lora == (adapter,) and server.process == "running"
     assert [c.lora for c in server.starts] == [(adapter,), (broken,), (adapter,)]
+
+
+async def test_llamacpp_serve_loads_several_adapters_applied_per_request(tmp_path: Path) -> None:
+    policy, orm, value = (tmp_path / f"{n}.gguf" for n in ("policy", "orm", "value"))
+    for file in (policy, orm, value):
+        file.write_bytes(b"GGUF")
+    server = StubServer(EmbeddedServerConfig(port=0))
+    state: dict[str, Any] = {"server": server}
+    client = httpx.AsyncClient(transport=llama_fake(state))
+    swapper = LlamaCppSwapper(server, client=client, retry=FAST)  # type: ignore[arg-type]
+    report = await swapper.serve(name="cycle_1", adapters=(policy, orm, value), scale=0.0)
+    assert report.verified and server.config.lora == (policy, orm, value) and server.config.lora_scale == 0
+    assert await swapper.current() is None  # loaded, applied by no request unless it asks
+    await swapper.serve(name="base", adapters=(), scale=0.0)
+    assert server.config.lora == ()
+    # the server lists fewer adapters than were asked for: not verified, rolled back
+    state["server"] = StubServer(EmbeddedServerConfig(port=0))
+    short = LlamaCppSwapper(state["server"], client=client, retry=FAST)  # type: ignore[arg-type]
+    await short.serve(name="one", adapters=(policy,), scale=1.0)
+    real_restart = state["server"].restart
+
+    def drop_last(config: EmbeddedServerConfig) -> str:
+        url = real_restart(config)
+        state["server"].config = replace(state["server"].config, lora=config.lora[:1])
+        return url
+
+    state["server"].restart = drop_last
+    with pytest.raises(SwapError, match="lists 1 adapters"):
+        await short.serve(name="two", adapters=(policy, orm), scale=0.0)
+    await client.aclose()
 
 
 async def test_llamacpp_swap_needs_a_started_server_and_an_adapter_file(tmp_path: Path) -> None:

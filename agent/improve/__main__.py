@@ -19,7 +19,6 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -27,7 +26,7 @@ import anyio
 from agent.cli import add_policy_args, add_search_args, policy_overrides, run_cli, search_config
 from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy
 from agent.errors import ConfigError
-from agent.improve.cycle import CycleConfig, Swap, run_cycle
+from agent.improve.cycle import CRITIC_ROLES, CycleConfig, Served, Swap, run_cycle
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig
 from agent.prompts import get_format
@@ -59,27 +58,38 @@ async def embedded_policy(cfg: CycleConfig) -> AsyncIterator[tuple[Policy, Swap]
         backend = LlamaCppBackend(server.url, max_n=settings.parallel)
         endpoint = Endpoint(backend, max_concurrency=settings.parallel, retry=retry)
         async with endpoint:
-            yield Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True), embedded_swap(server)
+            policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True)
+            yield policy, embedded_swap(server, backend)
 
 
-def embedded_swap(server: EmbeddedServer) -> Swap:
-    """Swap the embedded server's adapter (None: back to the base model) by restarting it on its port."""
+def embedded_swap(server: EmbeddedServer, backend: LlamaCppBackend) -> Swap:
+    """Serve a policy adapter and critic adapters on the embedded server by restarting it on its port.
+
+    A policy adapter alone is applied to every request; with critic adapters, all are loaded at
+    scale 0 and each request names its own (``backend.lora`` for the policy's requests, the
+    returned indices for the critics').
+    """
     from servers.swap_llamacpp import LlamaCppSwapper
 
-    current: list[str | None] = [None]
+    current: list[Served | None] = [None if server.config.lora else Served()]
 
-    async def swap(name: str | None, path: Path | None) -> None:
-        if name == current[0]:
-            return
-        if path is None:
-            await anyio.to_thread.run_sync(server.restart, replace(server.config, lora=()))
-        else:
-            swapper = LlamaCppSwapper(server)
-            try:
-                await swapper.swap(name=name or path.stem, path=path)
-            finally:
-                await swapper.aclose()
-        current[0] = name
+    async def swap(served: Served) -> dict[str, str]:
+        roles = [role for role in CRITIC_ROLES if role in served.critics]
+        files = ([served.policy[1]] if served.policy else []) + [served.critics[r][1] for r in roles]
+        offset = 1 if served.policy else 0
+        refs = {role: str(offset + i) for i, role in enumerate(roles)}
+        if served == current[0]:
+            return refs
+        name = served.policy[0] if served.policy else "base"
+        async with LlamaCppSwapper(server) as swapper:
+            if roles:
+                await swapper.serve(name=name, adapters=files, scale=0.0)
+                backend.lora = ((0, 1.0),) if served.policy else ()
+            else:
+                await swapper.serve(name=name, adapters=files, scale=swapper.scale)
+                backend.lora = ()
+        current[0] = served
+        return refs
 
     return swap
 
@@ -96,18 +106,22 @@ async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Pol
             swapper = SGLangSwapper([url])
         else:
             swapper = VLLMSwapper(url, base_model=settings.policy.model)
+        loaded: set[str] = set()
 
-        async def swap(name: str | None, path: Path | None) -> None:
-            if name is None or path is None:
-                target = None
-            else:
-                await swapper.swap(name=name, path=path)
-                target = name
+        async def swap(served: Served) -> dict[str, str]:
+            adapters = [served.policy] if served.policy else []
+            adapters += [served.critics[role] for role in CRITIC_ROLES if role in served.critics]
+            for name, path in adapters:
+                if name not in loaded:
+                    await swapper.swap(name=name, path=path)
+                    loaded.add(name)
+            target = served.policy[0] if served.policy else None
             inner = policy.endpoint.backend
             if hasattr(inner, "adapter"):
                 inner.adapter = target  # SGLang: lora_path per request
             elif hasattr(inner, "model"):
                 inner.model = target or settings.policy.model  # vLLM / OpenAI: the adapter's name
+            return {role: name for role, (name, _) in served.critics.items()}
 
         async with swapper:
             yield policy, swap
@@ -115,6 +129,9 @@ async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Pol
 
 async def _main(args: argparse.Namespace) -> int:
     search = search_config(args)
+    overrides = policy_overrides(args)
+    settings = load_settings(**overrides)
+    remote = bool(settings.policy.url)
     cfg = CycleConfig(
         name=args.name,
         task=args.task,
@@ -127,11 +144,12 @@ async def _main(args: argparse.Namespace) -> int:
         filter=FilterConfig(gamma=args.gamma, require_correct=not args.no_correctness, pick=args.pick),
         sft_epochs=args.epochs,
         sft_max_steps=args.max_steps,
+        base=args.base or (settings.policy.model if remote else None),
+        refresh_critics=args.refresh_critics,
+        critic_steps=args.critic_steps,
         eval_methods=tuple(args.eval),
         runs_dir=args.runs,
     )
-    overrides = policy_overrides(args)
-    remote = bool(load_settings(**overrides).policy.url)
     serve = remote_policy(overrides) if remote else embedded_policy(cfg)
     every = parse_every(args.every) if args.every else None
     first = _next_cycle(cfg) if args.next else 1
@@ -182,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
     parser.add_argument("--max-steps", type=int, help="cap on fine-tuning optimizer steps")
+    parser.add_argument(
+        "--base",
+        help="model to fine-tune: GGUF, HF directory or hub id (default: the bundled model, or "
+        "AGENT_POLICY__MODEL with a remote server)",
+    )
+    parser.add_argument(
+        "--refresh-critics",
+        action="store_true",
+        help="retrain the value, PRM and ORM each cycle on the search trees (default: fixed critics)",
+    )
+    parser.add_argument("--critic-steps", type=int, default=40, help="optimizer steps per refreshed critic")
     parser.add_argument("--eval", nargs="+", default=["greedy", "mcts"], choices=("greedy", "sc", "mcts"))
     parser.add_argument("--seed", type=int, default=0)
     add_search_args(parser)

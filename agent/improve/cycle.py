@@ -9,9 +9,13 @@ The policy is served by the embedded llama.cpp server (adapters are swapped by r
 port) or by SGLang / vLLM (adapters loaded at run time on every worker). Fine-tuning runs as a
 separate process, ``python -m finetune.sft``, from the base model on all the data kept so far.
 
-Simplified: imagination seeds come from the task's training split (generated for ``arith``);
-critics stay fixed across cycles unless ``refresh_critics`` (not yet: the trained critics of
-``finetune.critics`` plug in through ``agent.solvers.build_critics``).
+Critics stay fixed across cycles (the paper), or with ``refresh_critics`` the value, PRM and ORM
+are retrained each cycle (``python -m finetune.critics --trajectories``) on every graded terminal
+path of the search trees so far, served as adapters next to the policy's, and used (``trained``
+critics) by the cycle's evaluation and every later search. A cycle's candidate is its policy
+adapter together with its critics; both are promoted, or kept out, together.
+
+Simplified: imagination seeds come from the task's training split (generated for ``arith``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import math
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ import structlog
 
 from agent.errors import AgentError
 from agent.evaluate import evaluate
+from agent.improve.critic_data import Trajectory
 from agent.improve.imagine import ImagineConfig, imagine, mix
 from agent.improve.select import Decision, FilterConfig, select_trajectory
 from agent.runs import RunDir, write_json_atomic
@@ -39,11 +44,24 @@ from agent.solvers import CriticsKind, SolverConfig, solve_problem
 from agent.tasks import Problem, get_task, load_task_problems
 from agent.tasks.grading import Grader
 
-__all__ = ["CycleConfig", "Swap", "run_cycle"]
+__all__ = ["CRITIC_ROLES", "CycleConfig", "Served", "Swap", "run_cycle"]
 
 log = structlog.get_logger(__name__)
 
-Swap = Callable[[str | None, Path | None], Awaitable[None]]  # (adapter name, adapter path or None: base)
+CRITIC_ROLES = ("orm", "value", "prm")
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the policy server should serve: the policy's adapter (None: the base model) and the
+    critics' adapters by role (empty: the critics of ``CycleConfig.critics``), each (name, path)."""
+
+    policy: tuple[str, Path] | None = None
+    critics: dict[str, tuple[str, Path]] = field(default_factory=dict)
+
+
+Swap = Callable[[Served], Awaitable[dict[str, str]]]
+"""Serve ``Served`` and return how requests select each critic adapter (role -> reference)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,9 @@ class CycleConfig:
     sft_epochs: int = 3
     sft_max_steps: int | None = None
     sft_lr: float = 2e-4
+    base: str | None = None  # the served model to fine-tune (GGUF, HF dir or hub id; None: bundled)
+    refresh_critics: bool = False  # retrain value/PRM/ORM each cycle on the search trees' paths
+    critic_steps: int = 40  # optimizer steps per critic when refreshing
     eval_methods: tuple[str, ...] = ("greedy", "mcts")
     concurrency: int = 8
     runs_dir: Path = Path("runs")
@@ -83,14 +104,19 @@ def _mark(path: Path, info: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def _write_problems(path: Path, problems: list[Problem]) -> None:
-    lines = [
-        json.dumps({"id": p.id, "question": p.question, "gold": p.gold, "meta": p.meta}) for p in problems
-    ]
+def _write_lines(path: Path, lines: list[str]) -> None:
+    """Write JSONL lines atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(f"{line}\n" for line in lines))
     tmp.replace(path)
+
+
+def _write_problems(path: Path, problems: list[Problem]) -> None:
+    lines = [
+        json.dumps({"id": p.id, "question": p.question, "gold": p.gold, "meta": p.meta}) for p in problems
+    ]
+    _write_lines(path, lines)
 
 
 def _read_problems(path: Path) -> list[Problem]:
@@ -119,8 +145,13 @@ async def step_prompts(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> l
     return prompts
 
 
-async def step_search(cfg: CycleConfig, policy: Policy, prompts: list[Problem], out: Path) -> list[Decision]:
-    """ηMCTS on every prompt, then one trajectory per prompt, kept or dropped with the reason."""
+async def step_search(
+    cfg: CycleConfig, policy: Policy, prompts: list[Problem], out: Path, *, critics: CriticsKind
+) -> list[Decision]:
+    """ηMCTS on every prompt, then one trajectory per prompt, kept or dropped with the reason.
+
+    Each record also lists every terminal path of the tree, graded (the critics' training data).
+    """
     run = RunDir(out)
     settings = {
         "task": cfg.task,
@@ -128,11 +159,12 @@ async def step_search(cfg: CycleConfig, policy: Policy, prompts: list[Problem], 
         "method": "mcts",
         "n": 1,
         "solver": asdict(cfg.search),
+        "critics": critics,
     }
     records = await anyio.to_thread.run_sync(run.open, settings)
     done = {r["id"] for r in records}
     task = get_task(cfg.task)
-    config = SolverConfig(method="mcts", search=cfg.search, critics=cfg.critics)
+    config = SolverConfig(method="mcts", search=cfg.search, critics=critics)
     limiter = anyio.CapacityLimiter(cfg.concurrency)
 
     async with Grader() as grader:
@@ -158,6 +190,10 @@ async def step_search(cfg: CycleConfig, policy: Policy, prompts: list[Problem], 
             decision = select_trajectory(tree, problem_id=problem.id, grades=grades, config=cfg.filter)
             record = {"id": problem.id, "question": problem.question, **decision.as_dict()}
             record["tokens"] = solution.usage.as_dict()
+            record["terminals"] = [
+                {"steps": tree.steps(n.id), "answer": n.answer, "correct": grades.get(n.answer or "")}
+                for n in tree.terminals()
+            ]
             await anyio.to_thread.run_sync(run.append, record)
             records.append(record)
 
@@ -199,10 +235,7 @@ def step_data(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> Path:
             lines.append(
                 json.dumps({"id": record["id"], "cycle": j, "prompt": prompt, "completion": completion})
             )
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".sft.jsonl.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines))
-    tmp.replace(path)
+    _write_lines(path, lines)
     _mark(out, {"examples": len(lines)})
     return path
 
@@ -216,21 +249,70 @@ async def step_train(cfg: CycleConfig, data: Path, out: Path) -> dict[str, Any]:
     command += ["--epochs", str(cfg.sft_epochs), "--lr", str(cfg.sft_lr), "--seed", str(cfg.seed)]
     if cfg.sft_max_steps:
         command += ["--max-steps", str(cfg.sft_max_steps)]
+    if cfg.base:
+        command += ["--base", cfg.base]
+    return await _run_job(command, out, what="fine-tuning")
+
+
+async def _run_job(command: list[str], out: Path, *, what: str) -> dict[str, Any]:
+    """Run a training process writing ``out/manifest.json`` (its log: ``out/train.log``)."""
+    manifest = anyio.Path(out / "manifest.json")
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
     async with await anyio.open_file(out / "train.log", "ab") as logfile:
         done = await anyio.run_process(command, stdout=logfile.wrapped, stderr=logfile.wrapped, check=False)
     if done.returncode != 0 or not await manifest.exists():
-        raise AgentError(f"fine-tuning failed (exit {done.returncode}); see {out / 'train.log'}")
+        raise AgentError(f"{what} failed (exit {done.returncode}); see {out / 'train.log'}")
     return json.loads(await manifest.read_text())
 
 
-async def step_eval(cfg: CycleConfig, policy: Policy, out: Path) -> dict[str, dict[str, Any]]:
+def critic_trajectories(k: int, cfg: CycleConfig) -> list[Trajectory]:
+    """Every graded terminal path of the search trees of cycles 1..k (a prompt's paths share
+    prefixes, so the value and PRM targets are Monte-Carlo rates over the tree's rollouts)."""
+    trajectories = []
+    for j in range(1, k + 1):
+        results = cfg.root / f"cycle_{j}" / "search" / "results.jsonl"
+        for line in results.read_text().splitlines():
+            record = json.loads(line)
+            for t in record.get("terminals", []):
+                if t["correct"] is not None and t["steps"]:
+                    problem_id = f"{j}/{record['id']}"  # a prompt searched again is a new tree
+                    trajectories.append(
+                        Trajectory(
+                            problem_id, record["question"], None, tuple(t["steps"]), t["answer"], t["correct"]
+                        )
+                    )
+    return trajectories
+
+
+async def step_critics(k: int, cfg: CycleConfig, out: Path) -> dict[str, tuple[str, Path]] | str:
+    """Retrain the three critics on the search trees so far; their adapters by role, or why not."""
+    manifest = anyio.Path(out / "manifest.json")
+    if not await manifest.exists():
+        trajectories = await anyio.to_thread.run_sync(critic_trajectories, k, cfg)
+        right = sum(t.correct for t in trajectories)
+        if right == 0 or right == len(trajectories):
+            return f"critics kept: {right} of {len(trajectories)} graded paths right, need both kinds"
+        path = out / "trajectories.jsonl"
+        lines = [json.dumps(asdict(t)) for t in trajectories]
+        await anyio.to_thread.run_sync(_write_lines, path, lines)
+        command = [sys.executable, "-m", "finetune.critics", "--trajectories", str(path), "--out", str(out)]
+        command += ["--no-calibrate", "--max-steps", str(cfg.critic_steps), "--seed", str(cfg.seed)]
+        if cfg.base:
+            command += ["--base", cfg.base]
+        await _run_job(command, out, what="critic training")
+    training = json.loads(await manifest.read_text())["training"]
+    return {role: (f"cycle_{k}_{role}", out / role / training[role]["served"]) for role in CRITIC_ROLES}
+
+
+async def step_eval(
+    cfg: CycleConfig, policy: Policy, out: Path, *, critics: CriticsKind
+) -> dict[str, dict[str, Any]]:
     """Greedy and ηMCTS accuracy of the served policy on the held-out problems (resumable)."""
     task = get_task(cfg.task)
     problems = load_task_problems(cfg.task, split="test", limit=cfg.heldout, seed=cfg.seed)
     results = {}
     for method in cfg.eval_methods:
-        config = SolverConfig(method=method, search=cfg.search, critics=cfg.critics)  # type: ignore[arg-type]
+        config = SolverConfig(method=method, search=cfg.search, critics=critics)  # type: ignore[arg-type]
         summary = await evaluate(
             problems, task=task, policy=policy, config=config, out=out / method, concurrency=cfg.concurrency
         )
@@ -271,35 +353,46 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         return json.loads(await manifest_path.read_text())
     structlog.contextvars.bind_contextvars(cycle=k)
     lineage = await anyio.to_thread.run_sync(_lineage, cfg)
-    await swap(
-        lineage.get("adapter_name"), _path(lineage.get("adapter_path"))
-    )  # search with the current policy
-    baseline = lineage.get("eval") or await step_eval(cfg, policy, cfg.root / "baseline" / "eval")
+    current = _served(lineage)
+    active, kind = await _serve(swap, current, policy, cfg)  # search with the current policy and critics
+    baseline = lineage.get("eval") or await step_eval(
+        cfg, active, cfg.root / "baseline" / "eval", critics=kind
+    )
 
-    prompts = await step_prompts(k, cfg, policy, out / "prompts")
-    decisions = await step_search(cfg, policy, prompts, out / "search")
-    data = await anyio.to_thread.run_sync(step_data, k, cfg, policy, out / "data")
+    prompts = await step_prompts(k, cfg, active, out / "prompts")
+    decisions = await step_search(cfg, active, prompts, out / "search", critics=kind)
+    data = await anyio.to_thread.run_sync(step_data, k, cfg, active, out / "data")
     examples = (await anyio.to_thread.run_sync(_done, out / "data") or {}).get("examples", 0)
-    if examples == 0:
-        trained: dict[str, Any] = {"files": {}}
-        adapter = None
-        evaluation, promoted, why = baseline, False, "no trajectory kept so far: nothing to fine-tune"
-    else:
+    trained: dict[str, Any] = {"files": {}}
+    adapter = None
+    if examples:
         trained = await step_train(cfg, data, out / "adapter")
         adapter = out / "adapter" / ("adapter.gguf" if "gguf" in trained["files"] else "adapter")
-        await swap(f"cycle_{k}", adapter)
-        evaluation = await step_eval(cfg, policy, out / "eval")
+    critics, critics_note = dict(current.critics), "critics fixed"
+    if cfg.refresh_critics:
+        refreshed = await step_critics(k, cfg, out / "critics")
+        if isinstance(refreshed, str):
+            critics_note = refreshed
+        else:
+            critics, critics_note = refreshed, "critics retrained"
+    candidate = Served(policy=(f"cycle_{k}", adapter) if adapter else current.policy, critics=critics)
+    if candidate == current:
+        evaluation, promoted, why = baseline, False, "no trajectory kept so far: nothing to fine-tune"
+    else:
+        new_policy, new_kind = await _serve(swap, candidate, policy, cfg)
+        evaluation = await step_eval(cfg, new_policy, out / "eval", critics=new_kind)
         promoted, why = promote(evaluation, baseline)
+        if not promoted:
+            await _serve(swap, current, policy, cfg)
     if promoted:
         promoted_to = {
-            "adapter_name": f"cycle_{k}",
-            "adapter_path": str(adapter),
+            "adapter_name": candidate.policy[0] if candidate.policy else None,
+            "adapter_path": str(candidate.policy[1]) if candidate.policy else None,
+            "critics": {role: [name, str(path)] for role, (name, path) in candidate.critics.items()},
             "cycle": k,
             "eval": evaluation,
         }
         await anyio.to_thread.run_sync(write_json_atomic, cfg.root / "lineage.json", promoted_to)
-    elif adapter is not None:
-        await swap(lineage.get("adapter_name"), _path(lineage.get("adapter_path")))
     manifest = {
         "cycle": k,
         "config": _jsonable(asdict(cfg)),
@@ -308,6 +401,10 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         "kept": sum(d.kept for d in decisions),
         "data": {"path": str(data), **(await anyio.to_thread.run_sync(_done, out / "data") or {})},
         "adapter": {"path": str(adapter) if adapter else None, **trained},
+        "critics": {
+            "note": critics_note,
+            "adapters": {role: str(path) for role, (_, path) in candidate.critics.items()},
+        },
         "before": baseline,
         "after": evaluation,
         "promoted": promoted,
@@ -318,13 +415,23 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     return manifest
 
 
+async def _serve(swap: Swap, served: Served, policy: Policy, cfg: CycleConfig) -> tuple[Policy, CriticsKind]:
+    """Serve ``served``; the policy to call and the critics kind that go with it."""
+    refs = await swap(served)
+    if not served.critics:
+        return replace(policy, critic_adapters={}), cfg.critics
+    return replace(policy, critic_adapters=refs), "trained"
+
+
+def _served(lineage: dict[str, Any]) -> Served:
+    name, path = lineage.get("adapter_name"), lineage.get("adapter_path")
+    critics = {role: (ref[0], Path(ref[1])) for role, ref in (lineage.get("critics") or {}).items()}
+    return Served(policy=(name, Path(path)) if name and path else None, critics=critics)
+
+
 def _lineage(cfg: CycleConfig) -> dict[str, Any]:
     path = cfg.root / "lineage.json"
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
 
 
 def _jsonable(value: Any) -> Any:
