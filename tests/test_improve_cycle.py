@@ -10,8 +10,9 @@ import pytest
 
 from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy, Sampling
 from agent.errors import ConfigError
+from agent.fakes.backend import FunctionBackend
 from agent.improve.__main__ import embedded_swap, parse_every
-from agent.improve.cycle import CycleConfig, Served, promote, run_cycle, step_critics
+from agent.improve.cycle import CycleConfig, Served, promote, run_cycle, step_critics, step_search
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig, select_trajectory
 from agent.prompts import get_format
@@ -19,6 +20,7 @@ from agent.runtime import Policy
 from agent.search.config import SearchConfig
 from agent.search.options import OptionRule
 from agent.search.tree import Tree
+from agent.tasks import load_task_problems
 from servers.llamacpp import EmbeddedServer
 
 
@@ -234,3 +236,26 @@ async def test_refreshed_critics_are_trained_on_search_paths_and_served_beside_t
             assert await swap(Served()) == {} and backend.lora == () and embedded_server.config.lora == ()
     finally:
         embedded_server.restart(replace(base_config, lora=()))
+
+
+@pytest.mark.anyio
+async def test_a_cycles_searches_share_one_token_budget(tmp_path: Path) -> None:
+    def write(prompt: str, sampling: Sampling, index: int) -> str:
+        return "Add 1 and 1 to get 2.\n"  # a step that never reaches an answer
+
+    prompts = load_task_problems("arith", split="train", limit=6, seed=0)
+    search = SearchConfig(simulations=12, max_simulations=12, workers=2, max_depth=50, merge="none")
+
+    async def spent(budget: int | None, out: Path) -> int:
+        async with Endpoint(FunctionBackend(write), max_concurrency=4) as endpoint:
+            policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=False)
+            cfg = CycleConfig(name="b", runs_dir=tmp_path, search=search, search_tokens=budget)
+            decisions = await step_search(cfg, policy, prompts, out, critics="none")
+        assert len(decisions) == 6 and all(d.reason == "no_terminal" for d in decisions)
+        records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        return sum(r["tokens"]["completion_tokens"] for r in records)
+
+    unbounded = await spent(None, tmp_path / "free")
+    bounded = await spent(60, tmp_path / "bounded")
+    assert unbounded > 6 * 12  # every tree spends its simulations
+    assert bounded < unbounded / 2  # the trees stopped on the shared budget (plus requests in flight)

@@ -147,6 +147,7 @@ async def _main(args: argparse.Namespace) -> int:
         base=args.base or (settings.policy.model if remote else None),
         refresh_critics=args.refresh_critics,
         critic_steps=args.critic_steps,
+        search_tokens=args.total_tokens,
         eval_methods=tuple(args.eval),
         runs_dir=args.runs,
     )
@@ -211,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrain the value, PRM and ORM each cycle on the search trees (default: fixed critics)",
     )
     parser.add_argument("--critic-steps", type=int, default=40, help="optimizer steps per refreshed critic")
+    parser.add_argument(
+        "--total-tokens", type=int, help="one budget of policy completion tokens for each cycle's searches"
+    )
     parser.add_argument("--eval", nargs="+", default=["greedy", "mcts"], choices=("greedy", "sc", "mcts"))
     parser.add_argument("--seed", type=int, default=0)
     add_search_args(parser)

@@ -31,6 +31,7 @@ from typing import Any
 import anyio
 import structlog
 
+from agent.driver import SharedBudget
 from agent.errors import AgentError
 from agent.evaluate import evaluate
 from agent.improve.critic_data import Trajectory
@@ -84,6 +85,7 @@ class CycleConfig:
     base: str | None = None  # the served model to fine-tune (GGUF, HF dir or hub id; None: bundled)
     refresh_critics: bool = False  # retrain value/PRM/ORM each cycle on the search trees' paths
     critic_steps: int = 40  # optimizer steps per critic when refreshing
+    search_tokens: int | None = None  # one budget of policy completion tokens for a cycle's searches
     eval_methods: tuple[str, ...] = ("greedy", "mcts")
     concurrency: int = 8
     runs_dir: Path = Path("runs")
@@ -166,6 +168,10 @@ async def step_search(
     task = get_task(cfg.task)
     config = SolverConfig(method="mcts", search=cfg.search, critics=critics)
     limiter = anyio.CapacityLimiter(cfg.concurrency)
+    shared = None
+    if cfg.search_tokens is not None:  # what finished searches spent counts against it on a resume
+        spent = sum(r["tokens"]["completion_tokens"] for r in records)
+        shared = SharedBudget(max_tokens=cfg.search_tokens, tokens=spent)
 
     async with Grader() as grader:
 
@@ -177,6 +183,7 @@ async def step_search(
                     task=task,
                     fmt=policy.fmt,
                     config=config,
+                    shared=shared,
                     rollout=policy.rollout,
                     critic_adapters=policy.critic_adapters,
                 )
