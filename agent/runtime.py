@@ -71,7 +71,7 @@ async def open_policy(settings: Settings) -> AsyncIterator[Policy]:
             fmt=get_format(endpoint_settings.prompt_format),
             embedded=embedded,
             rollout=rollout,
-            critic_adapters=dict(settings.critic_adapters),
+            critic_adapters={str(role): ref for role, ref in settings.critic_adapters.items()},
         )
 
 

@@ -219,7 +219,8 @@ async def _rerank(
         if answer is not None:
             key = normalize_number(answer)
             weighted[key] = weighted.get(key, 0.0) + score.p
-    rerank_answer = normalize_number(answers[best]) if answers[best] is not None else None
+    chosen = answers[best]
+    rerank_answer = normalize_number(chosen) if chosen is not None else None
     orm_vote = max(weighted, key=lambda a: weighted[a]) if weighted else None
     return replace(
         sampled,

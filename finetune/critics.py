@@ -33,11 +33,12 @@ from typing import Any
 
 import anyio
 
+from agent.critics.base import CriticRole
 from agent.errors import AgentError
 
 __all__ = ["main"]
 
-ROLES = ("orm", "value", "prm")
+ROLES: tuple[CriticRole, ...] = ("orm", "value", "prm")
 
 
 def _done(path: Path) -> Any:
@@ -143,7 +144,7 @@ def train_critics(args: argparse.Namespace, trajectories: list[Any], out: Path) 
     base = args.base or ensure_bundled_model()
     model, tokenizer = load_base(base)
     fmt = get_format("chatml")
-    results = {}
+    results: dict[str, Any] = {}
     for role in ROLES:
         target = out / role
         if _done(target):

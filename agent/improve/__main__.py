@@ -102,6 +102,7 @@ async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Pol
     settings = load_settings(**overrides)
     async with open_policy(settings) as policy:
         url, backend = policy.endpoint.url, settings.policy.backend
+        swapper: SGLangSwapper | VLLMSwapper
         if backend == "sglang":
             swapper = SGLangSwapper([url])
         else:

@@ -369,7 +369,8 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     prompts = await step_prompts(k, cfg, active, out / "prompts")
     decisions = await step_search(cfg, active, prompts, out / "search", critics=kind)
     data = await anyio.to_thread.run_sync(step_data, k, cfg, active, out / "data")
-    examples = (await anyio.to_thread.run_sync(_done, out / "data") or {}).get("examples", 0)
+    data_info = await anyio.to_thread.run_sync(_done, out / "data") or {}
+    examples = data_info.get("examples", 0)
     trained: dict[str, Any] = {"files": {}}
     adapter = None
     if examples:
@@ -406,7 +407,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         "prompts": await anyio.to_thread.run_sync(_done, out / "prompts"),
         "search": await anyio.to_thread.run_sync(_done, out / "search"),
         "kept": sum(d.kept for d in decisions),
-        "data": {"path": str(data), **(await anyio.to_thread.run_sync(_done, out / "data") or {})},
+        "data": {"path": str(data), **data_info},
         "adapter": {"path": str(adapter) if adapter else None, **trained},
         "critics": {
             "note": critics_note,

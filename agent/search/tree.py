@@ -232,7 +232,7 @@ class Tree:
         ``I(s) = max_o |v(s, o) - v(s)|`` over the children's critic values; a node with no value
         of its own (the root, when no value critic ran) is measured against its children's mean.
         """
-        values = [self.nodes[i].value for i in node.children if self.nodes[i].value is not None]
+        values = [v for i in node.children if (v := self.nodes[i].value) is not None]
         if not values:
             return
         own = node.value if node.value is not None else sum(values) / len(values)
