@@ -57,6 +57,8 @@ def write_report(root: Path) -> Path:
             f"Search: {m['search']}.",
             f"Adapter: {m['adapter']['path']}",
         ]
+        if m.get("critics", {}).get("adapters"):
+            lines.append(f"Critics ({m['critics']['note']}): {m['critics']['adapters']}")
     plots = _plots(root, rows, methods)
     lines += [""] + [f"![{name}]({name}.png)" for name in plots]
     path = root / "report.md"
