@@ -1,9 +1,12 @@
-"""Self-improvement data: critic training rows from sampled solutions, and critic calibration.
+"""Self-improvement: cycles of imagine, search, select, fine-tune, swap, evaluate (``cycle``), and
+the critics' data.
 
-``critic_data`` turns graded sampled solutions into ORM, value and PRM rows with Monte-Carlo
-targets (pure functions, plus JSONL helpers); ``calibration`` measures a trained critic against
-held-out rows (precision, recall, AUC, ECE, Brier, a reliability diagram). Sampling, grading and
-training live elsewhere; nothing here talks to a model.
+``python -m agent.improve`` (or ``agent.improve.cycle.run_cycle``) runs the cycles; ``imagine``
+makes new prompts, ``select`` keeps one trajectory per searched prompt, ``report`` writes
+``report.md``. ``critic_data`` turns graded solutions into ORM, value and PRM rows with
+Monte-Carlo targets (pure functions, plus JSONL helpers); ``calibration`` measures a trained critic
+against held-out rows (precision, recall, AUC, ECE, Brier, a reliability diagram). This module
+re-exports the pure pieces, which talk to no model.
 """
 
 from __future__ import annotations

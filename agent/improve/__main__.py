@@ -17,24 +17,19 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 
 from agent.cli import add_policy_args, add_search_args, policy_overrides, run_cli, search_config
-from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy
 from agent.errors import ConfigError
-from agent.improve.cycle import CRITIC_ROLES, CycleConfig, Served, Swap, run_cycle
+from agent.improve.cycle import CycleConfig, run_cycle
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig
-from agent.prompts import get_format
-from agent.runtime import Policy, open_policy
+from agent.improve.serving import embedded_policy, remote_policy
 from agent.settings import load_settings
-from servers.llamacpp import EmbeddedServer
 
-__all__ = ["embedded_swap", "main", "parse_every"]
+__all__ = ["main", "parse_every"]
 
 
 def parse_every(text: str) -> float:
@@ -43,89 +38,6 @@ def parse_every(text: str) -> float:
     if not match:
         raise ConfigError(f"--every takes a number and a unit (s, m, h, d), e.g. 6h; got {text!r}")
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-
-
-@asynccontextmanager
-async def embedded_policy(cfg: CycleConfig) -> AsyncIterator[tuple[Policy, Swap]]:
-    """The embedded server, a policy endpoint that rides out restarts, and a swap that restarts it."""
-    from servers.llamacpp import EmbeddedServerConfig
-
-    settings = load_settings().embedded
-    config = EmbeddedServerConfig.from_settings(settings)
-    async with EmbeddedServer(config) as server:
-        # A swap restarts the server: requests meanwhile are refused and retried, not lost.
-        retry = RetryPolicy(attempts=10, initial_wait=0.5, max_wait=8.0)
-        backend = LlamaCppBackend(server.url, max_n=settings.parallel)
-        endpoint = Endpoint(backend, max_concurrency=settings.parallel, retry=retry)
-        async with endpoint:
-            policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True)
-            yield policy, embedded_swap(server, backend)
-
-
-def embedded_swap(server: EmbeddedServer, backend: LlamaCppBackend) -> Swap:
-    """Serve a policy adapter and critic adapters on the embedded server by restarting it on its port.
-
-    A policy adapter alone is applied to every request; with critic adapters, all are loaded at
-    scale 0 and each request names its own (``backend.lora`` for the policy's requests, the
-    returned indices for the critics').
-    """
-    from servers.swap_llamacpp import LlamaCppSwapper
-
-    current: list[Served | None] = [None if server.config.lora else Served()]
-
-    async def swap(served: Served) -> dict[str, str]:
-        roles = [role for role in CRITIC_ROLES if role in served.critics]
-        files = ([served.policy[1]] if served.policy else []) + [served.critics[r][1] for r in roles]
-        offset = 1 if served.policy else 0
-        refs = {role: str(offset + i) for i, role in enumerate(roles)}
-        if served == current[0]:
-            return refs
-        name = served.policy[0] if served.policy else "base"
-        async with LlamaCppSwapper(server) as swapper:
-            if roles:
-                await swapper.serve(name=name, adapters=files, scale=0.0)
-                backend.lora = ((0, 1.0),) if served.policy else ()
-            else:
-                await swapper.serve(name=name, adapters=files, scale=swapper.scale)
-                backend.lora = ()
-        current[0] = served
-        return refs
-
-    return swap
-
-
-@asynccontextmanager
-async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Policy, Swap]]:
-    """A configured SGLang or vLLM server; adapters are loaded at run time and selected per request."""
-    from servers.swap import SGLangSwapper, VLLMSwapper
-
-    settings = load_settings(**overrides)
-    async with open_policy(settings) as policy:
-        url, backend = policy.endpoint.url, settings.policy.backend
-        swapper: SGLangSwapper | VLLMSwapper
-        if backend == "sglang":
-            swapper = SGLangSwapper([url])
-        else:
-            swapper = VLLMSwapper(url, base_model=settings.policy.model)
-        loaded: set[str] = set()
-
-        async def swap(served: Served) -> dict[str, str]:
-            adapters = [served.policy] if served.policy else []
-            adapters += [served.critics[role] for role in CRITIC_ROLES if role in served.critics]
-            for name, path in adapters:
-                if name not in loaded:
-                    await swapper.swap(name=name, path=path)
-                    loaded.add(name)
-            target = served.policy[0] if served.policy else None
-            inner = policy.endpoint.backend
-            if hasattr(inner, "adapter"):
-                inner.adapter = target  # SGLang: lora_path per request
-            elif hasattr(inner, "model"):
-                inner.model = target or settings.policy.model  # vLLM / OpenAI: the adapter's name
-            return {role: name for role, (name, _) in served.critics.items()}
-
-        async with swapper:
-            yield policy, swap
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -152,7 +64,7 @@ async def _main(args: argparse.Namespace) -> int:
         eval_methods=tuple(args.eval),
         runs_dir=args.runs,
     )
-    serve = remote_policy(overrides) if remote else embedded_policy(cfg)
+    serve = remote_policy(overrides) if remote else embedded_policy()
     every = parse_every(args.every) if args.every else None
     first = _next_cycle(cfg) if args.next else 1
     async with serve as (policy, swap):
