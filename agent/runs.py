@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.errors import ConfigError, DataError
 
-__all__ = ["RunDir", "write_json_atomic"]
+__all__ = ["RunDir", "write_json_atomic", "write_lines_atomic"]
 
 # Keys of run.json that must match for results to be comparable on resume.
 _IDENTITY_KEYS = ("task", "data", "method", "n", "solver")
@@ -30,6 +30,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
     with tmp.open("w") as f:
         json.dump(data, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_lines_atomic(path: Path, lines: list[str]) -> None:
+    """Write ``lines`` (one per line, e.g. JSONL) through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as f:
+        f.writelines(f"{line}\n" for line in lines)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -94,9 +94,9 @@ async def sample(args: argparse.Namespace, url: str, out: Path) -> list[Any]:
 
 
 def _write_trajectories(out: Path, trajectories: list[Any], problems: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(_asdict(t)) for t in trajectories]
-    (out / "trajectories.jsonl").write_text("".join(f"{line}\n" for line in lines))
+    from agent.runs import write_lines_atomic
+
+    write_lines_atomic(out / "trajectories.jsonl", [json.dumps(_asdict(t)) for t in trajectories])
     correct = sum(t.correct for t in trajectories)
     _mark(out, {"problems": problems, "samples": len(trajectories), "correct": correct})
 

@@ -12,10 +12,11 @@ from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy, Sampling
 from agent.errors import ConfigError
 from agent.fakes.backend import FunctionBackend
 from agent.improve.__main__ import parse_every
-from agent.improve.cycle import CycleConfig, Served, promote, run_cycle, step_critics, step_search
+from agent.improve.cycle import CycleConfig, Served, promote, run_cycle, step_search
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig, select_trajectory
 from agent.improve.serving import embedded_swap
+from agent.improve.training import step_critics
 from agent.prompts import get_format
 from agent.runtime import Policy
 from agent.search.config import SearchConfig

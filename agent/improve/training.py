@@ -1,0 +1,90 @@
+"""The cycle's training jobs, each in its own process: the policy's SFT (``finetune.sft``) and,
+when the critics are refreshed, the value, PRM and ORM (``finetune.critics --trajectories``).
+
+Each job writes ``manifest.json`` last, which marks it done: a rerun does not train again.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from agent.errors import AgentError
+from agent.improve.critic_data import Trajectory
+from agent.runs import write_lines_atomic
+
+if TYPE_CHECKING:
+    from agent.improve.cycle import CycleConfig
+
+__all__ = ["CRITIC_ROLES", "critic_trajectories", "step_critics", "step_train"]
+
+CRITIC_ROLES = ("orm", "value", "prm")
+
+
+async def step_train(cfg: CycleConfig, data: Path, out: Path) -> dict[str, Any]:
+    """``python -m finetune.sft`` in its own process (its manifest marks it done)."""
+    manifest = anyio.Path(out / "manifest.json")
+    if await manifest.exists():
+        return json.loads(await manifest.read_text())
+    command = [sys.executable, "-m", "finetune.sft", "--data", str(data), "--out", str(out)]
+    command += ["--epochs", str(cfg.sft_epochs), "--lr", str(cfg.sft_lr), "--seed", str(cfg.seed)]
+    if cfg.sft_max_steps:
+        command += ["--max-steps", str(cfg.sft_max_steps)]
+    if cfg.base:
+        command += ["--base", cfg.base]
+    return await _run_job(command, out, what="fine-tuning")
+
+
+async def _run_job(command: list[str], out: Path, *, what: str) -> dict[str, Any]:
+    """Run a training process writing ``out/manifest.json`` (its log: ``out/train.log``)."""
+    manifest = anyio.Path(out / "manifest.json")
+    await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+    async with await anyio.open_file(out / "train.log", "ab") as logfile:
+        done = await anyio.run_process(command, stdout=logfile.wrapped, stderr=logfile.wrapped, check=False)
+    if done.returncode != 0 or not await manifest.exists():
+        raise AgentError(f"{what} failed (exit {done.returncode}); see {out / 'train.log'}")
+    return json.loads(await manifest.read_text())
+
+
+def critic_trajectories(k: int, cfg: CycleConfig) -> list[Trajectory]:
+    """Every graded terminal path of the search trees of cycles 1..k (a prompt's paths share
+    prefixes, so the value and PRM targets are Monte-Carlo rates over the tree's rollouts)."""
+    trajectories = []
+    for j in range(1, k + 1):
+        results = cfg.root / f"cycle_{j}" / "search" / "results.jsonl"
+        for line in results.read_text().splitlines():
+            record = json.loads(line)
+            for t in record.get("terminals", []):
+                if t["correct"] is not None and t["steps"]:
+                    problem_id = f"{j}/{record['id']}"  # a prompt searched again is a new tree
+                    trajectories.append(
+                        Trajectory(
+                            problem_id, record["question"], None, tuple(t["steps"]), t["answer"], t["correct"]
+                        )
+                    )
+    return trajectories
+
+
+async def step_critics(k: int, cfg: CycleConfig, out: Path) -> dict[str, tuple[str, Path]] | str:
+    """Retrain the three critics on the search trees so far; their adapters by role, or why not."""
+    manifest = anyio.Path(out / "manifest.json")
+    if not await manifest.exists():
+        trajectories = await anyio.to_thread.run_sync(critic_trajectories, k, cfg)
+        right = sum(t.correct for t in trajectories)
+        if right == 0 or right == len(trajectories):
+            return f"critics kept: {right} of {len(trajectories)} graded paths right, need both kinds"
+        path = out / "trajectories.jsonl"
+        lines = [json.dumps(asdict(t)) for t in trajectories]
+        await anyio.to_thread.run_sync(write_lines_atomic, path, lines)
+        command = [sys.executable, "-m", "finetune.critics", "--trajectories", str(path), "--out", str(out)]
+        command += ["--no-calibrate", "--max-steps", str(cfg.critic_steps), "--seed", str(cfg.seed)]
+        if cfg.base:
+            command += ["--base", cfg.base]
+        await _run_job(command, out, what="critic training")
+    training = json.loads(await manifest.read_text())["training"]
+    return {role: (f"cycle_{k}_{role}", out / role / training[role]["served"]) for role in CRITIC_ROLES}
