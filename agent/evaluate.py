@@ -31,7 +31,7 @@ from agent.errors import AgentError, ConfigError, EndpointUnreachable, single_er
 from agent.runs import RunDir, write_json_atomic
 from agent.runtime import Policy, open_policy
 from agent.settings import load_settings
-from agent.solvers import Solution, SolverConfig, solve_problem
+from agent.solvers import Solution, SolverConfig, solve_with
 from agent.tasks import TASKS, Problem, Task, get_task, load_task_problems
 from agent.tasks.grading import Grader
 
@@ -186,16 +186,7 @@ async def evaluate(
         async def one(problem: Problem) -> None:
             async with limiter:
                 try:
-                    solution = await solve_problem(
-                        problem,
-                        policy=policy.endpoint,
-                        task=task,
-                        fmt=policy.fmt,
-                        config=config,
-                        shared=shared,
-                        rollout=policy.rollout,
-                        critic_adapters=policy.critic_adapters,
-                    )
+                    solution = await solve_with(policy, problem, task=task, config=config, shared=shared)
                 except (EndpointUnreachable, ConfigError):
                     raise  # the server is gone, or the setup is wrong: every problem would fail the same way
                 except AgentError as exc:

@@ -18,7 +18,7 @@ from agent.cli import add_policy_args, add_solver_args, policy_overrides, run_cl
 from agent.errors import InputError
 from agent.runtime import Policy, open_policy
 from agent.settings import Settings, load_settings
-from agent.solvers import Method, Solution, SolverConfig, solve_problem
+from agent.solvers import Method, Solution, SolverConfig, solve_with
 from agent.tasks import Problem, get_task
 
 __all__ = ["main", "solve"]
@@ -40,21 +40,9 @@ async def solve(
     config = config or SolverConfig(method=method)
     problem = Problem(id="question", question=question)
     if policy is not None:
-        return await _solve_with(policy, problem, task=task, config=config)
+        return await solve_with(policy, problem, task=get_task(task), config=config)
     async with open_policy(settings or load_settings()) as opened:
-        return await _solve_with(opened, problem, task=task, config=config)
-
-
-async def _solve_with(policy: Policy, problem: Problem, *, task: str, config: SolverConfig) -> Solution:
-    return await solve_problem(
-        problem,
-        policy=policy.endpoint,
-        task=get_task(task),
-        fmt=policy.fmt,
-        config=config,
-        rollout=policy.rollout,
-        critic_adapters=policy.critic_adapters,
-    )
+        return await solve_with(opened, problem, task=get_task(task), config=config)
 
 
 def build_parser() -> argparse.ArgumentParser:

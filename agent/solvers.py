@@ -25,6 +25,7 @@ from agent.driver import SearchResult, SearchSetup, SharedBudget, run_search
 from agent.errors import ConfigError, InputError, PromptTooLong
 from agent.merging import Similarity, make_similarity
 from agent.prompts import PromptFormat
+from agent.runtime import Policy
 from agent.search.config import SearchConfig
 from agent.search.options import OptionRule
 from agent.tasks.answers import normalize_number
@@ -38,6 +39,7 @@ __all__ = [
     "SolverConfig",
     "build_critics",
     "solve_problem",
+    "solve_with",
     "vote",
 ]
 
@@ -97,6 +99,23 @@ def vote(answers: list[str | None]) -> tuple[str | None, dict[str, int]]:
     if not counts:
         return None, {}
     return counts.most_common(1)[0][0], dict(counts)
+
+
+async def solve_with(
+    policy: Policy, problem: Problem, *, task: Task, config: SolverConfig, shared: SharedBudget | None = None
+) -> Solution:
+    """``solve_problem`` with everything an opened ``Policy`` brings: its endpoint, prompt format,
+    rollout endpoint and critic adapters."""
+    return await solve_problem(
+        problem,
+        policy=policy.endpoint,
+        task=task,
+        fmt=policy.fmt,
+        config=config,
+        shared=shared,
+        rollout=policy.rollout,
+        critic_adapters=policy.critic_adapters,
+    )
 
 
 async def solve_problem(

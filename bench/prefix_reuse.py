@@ -47,7 +47,7 @@ from _common import (
     run_tag,
 )
 
-from agent.search.config import preset
+from agent.cli import add_search_args, search_config
 from agent.solvers import CRITICS, SolverConfig, solve_problem
 from agent.tasks import Problem, Task, get_task, load_task_problems
 
@@ -133,12 +133,7 @@ def ideal_cached(calls: Sequence[Call]) -> list[Ideal]:
 async def _run(args: argparse.Namespace) -> None:
     task = get_task("arith")
     problems = load_task_problems("arith", limit=args.problems, seed=args.seed, split=args.split)
-    search = preset(args.preset).with_overrides(
-        simulations=args.simulations, max_simulations=max(args.simulations, 64)
-    )
-    if args.workers:
-        search = search.with_overrides(workers=args.workers)
-    config = SolverConfig(method="mcts", search=search, critics=args.critics)
+    config = SolverConfig(method="mcts", search=search_config(args), critics=args.critics)
     load_before = load_average()
     async with embedded_bench(args) as bench:
         cpu = CpuSnapshot.take(bench.server)
@@ -255,11 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--problems", type=int, default=6, help="generated arith problems (6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated problems (0)")
     parser.add_argument("--split", choices=("train", "test"), default="test")
-    parser.add_argument("--simulations", type=int, default=16, help="simulations per tree (16)")
-    parser.add_argument("--preset", default="cpu-small", help="search preset (cpu-small)")
-    parser.add_argument("--workers", type=int, help="simulations of one tree in flight (preset: 4)")
     parser.add_argument("--critics", choices=CRITICS, default="arithmetic")
     parser.add_argument("--concurrency", type=int, default=1, help="trees searched at once (1)")
+    add_search_args(parser)
+    parser.set_defaults(simulations=16)
     add_server_args(parser)
     return parser
 

@@ -37,8 +37,8 @@ from _common import (
     run_tag,
 )
 
+from agent.cli import add_search_args, search_config
 from agent.clients import Usage
-from agent.search.config import preset
 from agent.solvers import CRITICS, Solution, SolverConfig, solve_problem
 from agent.tasks import Problem, get_task, load_task_problems
 
@@ -120,12 +120,7 @@ async def _mcts(bench: Bench, problems: list[Problem], config: SolverConfig, con
 
 async def _run(args: argparse.Namespace) -> None:
     problems = load_task_problems("arith", limit=args.problems, seed=args.seed, split=args.split)
-    search = preset(args.preset).with_overrides(
-        simulations=args.simulations, max_simulations=max(args.simulations, 64)
-    )
-    if args.workers:
-        search = search.with_overrides(workers=args.workers)
-    config = SolverConfig(method="mcts", search=search, critics=args.critics)
+    config = SolverConfig(method="mcts", search=search_config(args), critics=args.critics)
     load_before = load_average()
     async with embedded_bench(args) as bench:
         peak = await _peak(bench, rounds=args.rounds, max_tokens=args.max_tokens)
@@ -211,12 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     mcts = parser.add_argument_group("mcts")
     mcts.add_argument("--problems", type=int, default=8, help="generated arith problems (8)")
     mcts.add_argument("--concurrency", type=int, default=8, help="trees searched at once (8)")
-    mcts.add_argument("--simulations", type=int, default=16, help="simulations per tree (16)")
-    mcts.add_argument("--preset", default="cpu-small", help="search preset (cpu-small)")
-    mcts.add_argument("--workers", type=int, help="simulations of one tree in flight (preset: 4)")
     mcts.add_argument("--critics", choices=CRITICS, default="arithmetic")
     mcts.add_argument("--seed", type=int, default=0, help="seed of the generated problems (0)")
     mcts.add_argument("--split", choices=("train", "test"), default="test")
+    add_search_args(parser)
+    parser.set_defaults(simulations=16)
     add_server_args(parser)
     return parser
 

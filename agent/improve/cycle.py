@@ -39,7 +39,7 @@ from agent.runs import RunDir, write_json_atomic, write_lines_atomic
 from agent.runtime import Policy
 from agent.search.config import SearchConfig
 from agent.search.options import OptionRule
-from agent.solvers import CriticsKind, SolverConfig, solve_problem
+from agent.solvers import CriticsKind, SolverConfig, solve_with
 from agent.tasks import Problem, get_task, load_task_problems
 from agent.tasks.grading import Grader
 
@@ -165,16 +165,7 @@ async def step_search(
 
         async def one(problem: Problem) -> None:
             async with limiter:
-                solution = await solve_problem(
-                    problem,
-                    policy=policy.endpoint,
-                    task=task,
-                    fmt=policy.fmt,
-                    config=config,
-                    shared=shared,
-                    rollout=policy.rollout,
-                    critic_adapters=policy.critic_adapters,
-                )
+                solution = await solve_with(policy, problem, task=task, config=config, shared=shared)
             assert solution.search is not None
             tree = solution.search.tree
             grades: dict[str, bool] = {}
