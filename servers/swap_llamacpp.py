@@ -60,10 +60,12 @@ class LlamaCppSwapper(_Swapper):
         url = self.server.url
         if not url or self.server.process is None:
             raise ConfigError("start the embedded server before swapping its adapter")
-        files = tuple([Path(await anyio.Path(p).absolute()) for p in adapters])
-        for file in files:
-            if not file.is_file():
+        files: tuple[Path, ...] = ()
+        for given in adapters:
+            file = await anyio.Path(given).absolute()
+            if not await file.is_file():
                 raise ConfigError(f"no GGUF LoRA adapter at {file}")
+            files += (Path(file),)
         start = time.perf_counter()
         previous = replace(self.server.config, port=httpx.URL(url).port or 0)
         try:

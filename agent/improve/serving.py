@@ -46,14 +46,15 @@ def embedded_swap(server: EmbeddedServer, backend: LlamaCppBackend) -> Swap:
     """
     from servers.swap_llamacpp import LlamaCppSwapper
 
-    current: list[Served | None] = [None if server.config.lora else Served()]
+    current: Served | None = None if server.config.lora else Served()  # None: unknown adapters
 
     async def swap(served: Served) -> dict[str, str]:
+        nonlocal current
         roles = [role for role in CRITIC_ROLES if role in served.critics]
         files = ([served.policy[1]] if served.policy else []) + [served.critics[r][1] for r in roles]
         offset = 1 if served.policy else 0
         refs = {role: str(offset + i) for i, role in enumerate(roles)}
-        if served == current[0]:
+        if served == current:
             return refs
         name = served.policy[0] if served.policy else "base"
         async with LlamaCppSwapper(server) as swapper:
@@ -63,7 +64,7 @@ def embedded_swap(server: EmbeddedServer, backend: LlamaCppBackend) -> Swap:
             else:
                 await swapper.serve(name=name, adapters=files, scale=swapper.scale)
                 backend.lora = ()
-        current[0] = served
+        current = served
         return refs
 
     return swap
