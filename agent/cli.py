@@ -96,15 +96,18 @@ def solver_config(args: argparse.Namespace) -> SolverConfig:
 def search_config(args: argparse.Namespace) -> SearchConfig:
     """The preset with ``--simulations``, ``--rollouts``, ``--workers`` and ``--set`` applied."""
     changes: dict[str, Any] = {}
+    search = preset(args.preset)
     for item in args.set:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
-        changes[key.strip()] = _parse_value(raw.strip())
+        key = key.strip()
+        # a text field keeps its text ("merge=none" is the method none, not a missing value)
+        text = isinstance(getattr(search, key, None), str)
+        changes[key] = raw.strip() if text else _parse_value(raw.strip())
     for flag in ("simulations", "rollouts", "workers"):
         if getattr(args, flag) is not None:
             changes[flag] = getattr(args, flag)
-    search = preset(args.preset)
     if "simulations" in changes and changes["simulations"] > search.max_simulations:
         changes.setdefault("max_simulations", changes["simulations"])
     try:

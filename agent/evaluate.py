@@ -4,10 +4,17 @@
     python -m agent.evaluate --task gsm8k --data ../shared/data/gsm8k/test.jsonl --method sc --n 8 \
         --limit 100 --out runs/gsm8k-sc8
 
-Writes ``results.jsonl`` (id, answer, gold, correct, tokens, seconds per problem) and
-``summary.json`` (accuracy, tokens per problem, cached-token ratio, wall time, settings) under
-``--out``. Rerunning with the same ``--out`` skips the problems already finished. As a library call:
-``await evaluate(problems, task=..., policy=...)``.
+Writes ``results.jsonl`` (id, answer, gold, correct, covered, distinct answers, tokens, seconds
+per problem) and ``summary.json`` (accuracy, coverage, tokens per problem, cached-token ratio, wall
+time, settings) under ``--out``. Rerunning with the same ``--out`` skips the problems already
+finished. As a library call: ``await evaluate(problems, task=..., policy=...)``.
+
+Coverage comes before choice: a selector can only pick an answer the sampling or the search found.
+A problem is *covered* when the gold answer is among the distinct answers the method produced
+before choosing, each graded with the grader that grades the final answer: the N samples' answers
+for sc and rerank, the answers of the tree's terminal nodes for mcts; for greedy, covered is
+correct. Coverage is the ceiling a perfect selector would reach, except that an mcts selector that
+ends on a non-terminal node completes it, so an mcts answer can be correct without being covered.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from agent.runtime import Policy, open_policy
 from agent.settings import load_settings
 from agent.solvers import Solution, SolverConfig, solve_with
 from agent.tasks import TASKS, Problem, Task, get_task, load_task_problems
+from agent.tasks.answers import normalize_number
 from agent.tasks.grading import Grader
 
 __all__ = ["EvalSummary", "evaluate", "main"]
@@ -51,17 +59,29 @@ class EvalSummary:
     wall_seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    covered: int = 0  # problems whose gold answer is among the answers found (see the module docstring)
+    distinct_answers: int = 0  # distinct answers found, summed over the problems
+    trees: int = 0  # mcts: problems with a search tree recorded
+    terminals: int = 0  # mcts: terminal nodes, summed over those trees
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.problems if self.problems else 0.0
 
+    @property
+    def coverage(self) -> float:
+        """Share of the problems whose gold answer the method found: the best any selector could do."""
+        return self.covered / self.problems if self.problems else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         per = max(self.problems, 1)
-        return {
+        data: dict[str, Any] = {
             "accuracy": round(self.accuracy, 4),
+            "coverage": round(self.coverage, 4),
             "problems": self.problems,
             "correct": self.correct,
+            "covered": self.covered,
+            "distinct_answers_per_problem": round(self.distinct_answers / per, 2),
             "failed": self.failed,
             "failures": self.failures,
             "tokens_per_problem": {
@@ -76,19 +96,57 @@ class EvalSummary:
             "wall_seconds": round(self.wall_seconds, 2),
             "settings": self.settings,
         }
+        if self.trees:
+            data["terminals_per_tree"] = round(self.terminals / self.trees, 2)
+        return data
 
 
-def _record(problem: Problem, solution: Solution, correct: bool) -> dict[str, Any]:
+def _record(
+    problem: Problem, solution: Solution, correct: bool, found: list[str], covered: bool
+) -> dict[str, Any]:
     return {
         "id": problem.id,
         "answer": solution.answer,
         "gold": problem.gold,
         "correct": correct,
+        "covered": covered,
+        "distinct_answers": len(found),
         "tokens": solution.usage.as_dict(),
         "seconds": round(solution.seconds, 3),
         "votes": solution.votes,
         "solution": solution.text,
     }
+
+
+def _found_answers(solution: Solution) -> list[str]:
+    """The distinct answers the method produced before choosing (normalized, first seen first): the
+    answers of the tree's terminal nodes for mcts, else the samples' answers (greedy's one sample)."""
+    if solution.search is not None:
+        answers: list[str | None] = [n.answer for n in solution.search.tree.terminals()]
+    else:
+        answers = list(solution.votes)  # the samples' answers, as vote() counted them
+    return list(dict.fromkeys(normalize_number(a) for a in answers if a is not None))
+
+
+async def _covered(grader: Grader, found: list[str], gold: str | None) -> bool:
+    """Whether ``gold`` is among the ``found`` answers, each graded as a final answer would be."""
+    if gold is None or not found:
+        return False
+    return any(await grader.grade_many((answer, gold) for answer in found))
+
+
+async def _backfill_coverage(grader: Grader, records: list[dict[str, Any]], method: str) -> None:
+    """Add ``covered`` and ``distinct_answers`` (in memory) to records of a run that predates them,
+    from each record's vote table: the samples' answers, or the terminal nodes' answers for mcts."""
+    for record in records:
+        if "covered" in record:
+            continue
+        found = [normalize_number(a) for a in record.get("votes") or {}]
+        record["distinct_answers"] = len(found)
+        if method == "greedy":
+            record["covered"] = bool(record["correct"])
+        else:
+            record["covered"] = await _covered(grader, found, record.get("gold"))
 
 
 async def _selector_record(solution: Solution, problem: Problem, grader: Grader) -> dict[str, Any]:
@@ -194,7 +252,12 @@ async def evaluate(
                     log.warning("problem_failed", problem_id=problem.id, error=str(exc))
                     return
                 correct = problem.gold is not None and await grader.grade(solution.answer, problem.gold)
-                record = _record(problem, solution, correct)
+                found = _found_answers(solution)
+                if config.method == "greedy":
+                    covered = correct  # the one sample is the answer
+                else:
+                    covered = await _covered(grader, found, problem.gold)
+                record = _record(problem, solution, correct, found, covered)
                 if solution.answers:
                     record["selectors"] = await _selector_record(solution, problem, grader)
                 if solution.search is not None:
@@ -208,6 +271,7 @@ async def evaluate(
                 if on_result:
                     on_result(record)
 
+        await _backfill_coverage(grader, records, config.method)
         try:
             async with anyio.create_task_group() as tg:
                 for problem in todo:
@@ -219,6 +283,7 @@ async def evaluate(
     selectors = _selector_accuracy(records)
     if selectors:
         settings = {**settings, "selector_accuracy": selectors}
+    trees = [r["search"] for r in records if r.get("search")]
     summary = EvalSummary(
         problems=len(records),
         correct=sum(1 for r in records if r["correct"]),
@@ -227,10 +292,20 @@ async def evaluate(
         wall_seconds=time.perf_counter() - start,
         settings=settings,
         failures=failures,
+        covered=sum(1 for r in records if r["covered"]),
+        distinct_answers=sum(int(r["distinct_answers"]) for r in records),
+        trees=len(trees),
+        terminals=sum(int(t["terminals"]) for t in trees),
     )
     if run:
         await anyio.to_thread.run_sync(run.write_summary, summary.as_dict())
-    log.info("evaluation_done", accuracy=summary.accuracy, problems=summary.problems, failed=summary.failed)
+    log.info(
+        "evaluation_done",
+        accuracy=summary.accuracy,
+        coverage=summary.coverage,
+        problems=summary.problems,
+        failed=summary.failed,
+    )
     return summary
 
 
@@ -302,6 +377,7 @@ async def _main(args: argparse.Namespace) -> int:
     s = summary.as_dict()
     print(
         f"accuracy {s['accuracy']:.3f} ({summary.correct}/{summary.problems})  "
+        f"coverage {s['coverage']:.3f} ({summary.covered}/{summary.problems})  "
         f"tokens/problem {s['tokens_per_problem']}  cached ratio {s['cached_token_ratio']:.2f}  "
         f"wall {s['wall_seconds']:.1f} s  -> {out}/summary.json"
     )

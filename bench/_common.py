@@ -12,11 +12,13 @@
   llama.cpp's busy-polling threads slow down by an order of magnitude when they lose a core, so every
   table says how busy the rest of the machine was.
 - ``print_table``: a plain-text table with a note under it saying what "ideal" means.
+- ``wilson_interval``: the 95% (Wilson score) confidence interval of an accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -46,6 +48,7 @@ __all__ = [
     "load_average",
     "print_table",
     "run_tag",
+    "wilson_interval",
 ]
 
 run_tag: ContextVar[str | None] = ContextVar("bench_run_tag", default=None)
@@ -280,3 +283,20 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def wilson_interval(successes: int, trials: int, *, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / trials`` (z = 1.96: 95%).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or ``trials``
+    successes, so it is sound for small samples and extreme accuracies. (0, 1) for no trials.
+    """
+    if trials <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got {successes} of {trials}")
+    p = successes / trials
+    z2 = z * z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -5,13 +5,13 @@ On the generated arith test split (``--limit`` problems, seed 0), one embedded l
 (``--concurrency`` problems at a time), each into a fresh run directory: greedy, self-consistency at
 each ``--sc`` size, and MCTS at each ``--budgets`` simulation count (``--preset``, ``--critics``).
 
-Columns: accuracy (the method's answer, graded); oracle (the gold answer is among the answers the
-method produced: the samples' answers for sc, the answers of the tree's terminal nodes for mcts,
-read from each record's vote table and graded with the same grader; greedy's oracle is its
-accuracy); completion and prompt tokens per problem and the cached-token ratio, as the server
-reported them; seconds per problem = wall time of the whole evaluation / problems (problems run
-concurrently, so this is throughput, not latency). A second table gives, per MCTS budget, the
-accuracy of the four final-answer selectors and the mean tree size.
+Columns: accuracy (the method's answer, graded); coverage (the gold answer is among the answers the
+method produced: the samples' answers for sc, the answers of the tree's terminal nodes for mcts;
+the ``covered`` field ``agent.evaluate`` records per problem, graded with the grader that grades
+the answer; greedy's coverage is its accuracy); completion and prompt tokens per problem and the
+cached-token ratio, as the server reported them; seconds per problem = wall time of the whole
+evaluation / problems (problems run concurrently, so this is throughput, not latency). A second
+table gives, per MCTS budget, the accuracy of the four final-answer selectors and the mean tree size.
 
     PYTHONPATH=. python bench/quality.py --limit 30
 """
@@ -32,7 +32,6 @@ from agent.evaluate import EvalSummary, evaluate
 from agent.search.config import preset
 from agent.solvers import CRITICS, SolverConfig
 from agent.tasks import Problem, get_task, load_task_problems
-from agent.tasks.grading import Grader
 
 __all__ = ["Outcome", "main"]
 
@@ -45,7 +44,6 @@ class Outcome:
     config: SolverConfig
     summary: EvalSummary | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
-    oracle: int = 0
     load: str = ""  # load average when the run started
     ours: float = 0.0  # cores used by this benchmark and its server, on average
     others: float = 0.0  # cores used by every other process
@@ -62,43 +60,31 @@ def _configs(args: argparse.Namespace) -> list[tuple[str, SolverConfig]]:
     return configs
 
 
-async def _oracle(grader: Grader, records: list[dict[str, Any]]) -> int:
-    """Problems whose gold answer is among the answers in the record's vote table."""
-    hits = 0
-    for record in records:
-        answers = list(record.get("votes") or {})
-        if record["gold"] is not None and answers:
-            graded = await grader.grade_many((answer, record["gold"]) for answer in answers)
-            hits += any(graded)
-    return hits
-
-
 async def _evaluate_all(
     bench: Bench, problems: list[Problem], outcomes: list[Outcome], out: Path, concurrency: int
 ) -> None:
     task = get_task("arith")
-    async with Grader() as grader:
-        for outcome in outcomes:
-            outcome.load = load_average()
-            cpu = CpuSnapshot.take(bench.server)
-            outcome.summary = await evaluate(
-                problems,
-                task=task,
-                policy=bench.policy,
-                config=outcome.config,
-                out=out / outcome.name.replace("@", "-"),
-                concurrency=concurrency,
-                run_info={"bench": "quality", "limit": len(problems)},
-                on_result=outcome.records.append,
-            )
-            after = CpuSnapshot.take(bench.server)
-            outcome.ours, outcome.others = after.ours_since(cpu), after.others_since(cpu)
-            outcome.oracle = await _oracle(grader, outcome.records)
-            print(
-                f"  {outcome.name}: accuracy {outcome.summary.accuracy:.3f}, "
-                f"{outcome.summary.wall_seconds:.0f} s, other processes {outcome.others:.2f} cores",
-                flush=True,
-            )
+    for outcome in outcomes:
+        outcome.load = load_average()
+        cpu = CpuSnapshot.take(bench.server)
+        outcome.summary = await evaluate(
+            problems,
+            task=task,
+            policy=bench.policy,
+            config=outcome.config,
+            out=out / outcome.name.replace("@", "-"),
+            concurrency=concurrency,
+            run_info={"bench": "quality", "limit": len(problems)},
+            on_result=outcome.records.append,
+        )
+        after = CpuSnapshot.take(bench.server)
+        outcome.ours, outcome.others = after.ours_since(cpu), after.others_since(cpu)
+        print(
+            f"  {outcome.name}: accuracy {outcome.summary.accuracy:.3f}, "
+            f"coverage {outcome.summary.coverage:.3f}, "
+            f"{outcome.summary.wall_seconds:.0f} s, other processes {outcome.others:.2f} cores",
+            flush=True,
+        )
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -130,7 +116,7 @@ def _report(args: argparse.Namespace, outcomes: list[Outcome], describe: str, lo
             [
                 o.name,
                 f"{o.summary.accuracy:.3f}",
-                f"{o.oracle / n:.3f}",
+                f"{o.summary.coverage:.3f}",
                 o.summary.problems,
                 o.summary.failed,
                 round(tokens["completion"]),
@@ -148,7 +134,7 @@ def _report(args: argparse.Namespace, outcomes: list[Outcome], describe: str, lo
         [
             "method",
             "accuracy",
-            "oracle",
+            "coverage",
             "problems",
             "failed",
             "completion tok/problem",
@@ -161,9 +147,9 @@ def _report(args: argparse.Namespace, outcomes: list[Outcome], describe: str, lo
         ],
         rows,
         notes=[
-            "ideal = accuracy equal to oracle: the method's final choice always picks the gold answer "
-            "when it produced it (greedy's oracle is its accuracy).",
-            "accuracy and oracle are over the problems recorded (failed problems are left out and counted "
+            "ideal = accuracy equal to coverage: the method's final choice always picks the gold answer "
+            "when it produced it (greedy's coverage is its accuracy).",
+            "accuracy and coverage are over the problems recorded (failed problems are left out and counted "
             "in 'failed'); s/problem = wall time of the evaluation / problems, with problems in parallel.",
             "our CPU / others' CPU = cores used on average by this benchmark and its server / by every "
             "other process on the machine during that run (from /proc); others' CPU above ~0.1 means "
@@ -183,7 +169,7 @@ def _report(args: argparse.Namespace, outcomes: list[Outcome], describe: str, lo
             [
                 o.name,
                 *(f"{selectors[name]:.3f}" if name in selectors else "-" for name in SELECTORS),
-                f"{o.oracle / max(o.summary.problems, 1):.3f}",
+                f"{o.summary.coverage:.3f}",
                 _mean(trees, "simulations"),
                 _mean(trees, "nodes"),
                 _mean(trees, "terminals"),
@@ -197,7 +183,7 @@ def _report(args: argparse.Namespace, outcomes: list[Outcome], describe: str, lo
         [
             "method",
             *SELECTORS,
-            "oracle",
+            "coverage",
             "simulations/tree",
             "nodes/tree",
             "terminals/tree",
@@ -205,7 +191,7 @@ def _report(args: argparse.Namespace, outcomes: list[Outcome], describe: str, lo
             "failed sims",
         ],
         rows,
-        notes=["ideal = a selector as accurate as the oracle (gold among the tree's terminal answers)."],
+        notes=["ideal = a selector as accurate as the coverage (gold among the tree's terminal answers)."],
     )
 
 

@@ -78,11 +78,33 @@ def test_last_boxed_nested_and_fbox() -> None:
         ("1{,}000", "1000"),
         ("10,\\!000", "10000"),
         ("\\boxed{18}", "18"),
+        # Computations over plain numbers: the result they state.
+        ("12 + 16 = 28 packs of groceries", "28"),
+        ("3 * 4 = 12.", "12"),
+        ("$5 + $3 = $8", "8"),
+        ("2 * 3 = 6 * 2 = 12", "12"),
+        ("3 x 4 = 12", "12"),
+        ("2 \\times 3 = 6", "6"),
+        ("\\left(2 + 3\\right) \\cdot 4 = 20", "20"),
+        ("\\frac{1}{2} + \\frac{1}{3} = \\frac{5}{6}", "5/6"),
+        ("10 / 4 = 2.5", "2.5"),
+        ("3 packs * $4 = $12", "12"),
+        ("25% * 80 = 20", "20"),
+        ("\\boxed{12+16=28}", "28"),
         # Not plain numbers: returned stripped, otherwise unchanged.
         ("1,2", "1,2"),
         ("2 pi", "2 pi"),
         ("  x + 1 ", "x + 1"),
         ("1/0", "1/0"),
+        ("12 + 16", "12 + 16"),
+        ("28 (12 + 16)", "28 (12 + 16)"),
+        ("y = 2x + 1", "y = 2x + 1"),
+        ("x = 3", "x = 3"),
+        ("2x = 4", "2x = 4"),
+        ("10 = 2 \\cdot 5", "10 = 2 \\cdot 5"),
+        ("5 because 2 + 3 = 5", "5 because 2 + 3 = 5"),
+        ("3 >= 2", "3 >= 2"),
+        ("12 + 16 =", "12 + 16 ="),
     ],
 )
 def test_normalize_number(raw: str, expected: str) -> None:
@@ -93,6 +115,8 @@ def test_parse_number_is_exact() -> None:
     assert parse_number("0.1") == parse_number("1/10")
     assert parse_number("1,000") == 1000
     assert parse_number("(1,2)") is None
+    assert parse_number("7 - 3 = 4 apples") == 4
+    assert parse_number("7 - 3") is None  # a computation stating no result is not a plain number
 
 
 def test_gsm8k_gold() -> None:

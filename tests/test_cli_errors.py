@@ -71,3 +71,16 @@ def test_invalid_settings_name_the_variable(
 def test_bad_limit(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(evaluate_main, ["--task", "arith", "--limit", "0"], capsys)
     assert code == 2 and "--limit" in err
+
+
+def test_set_keeps_text_fields_as_text() -> None:
+    """``--set merge=none`` turns merging off; numbers and booleans are still parsed."""
+    import argparse
+
+    from agent.cli import add_search_args, search_config
+
+    parser = argparse.ArgumentParser()
+    add_search_args(parser)
+    args = parser.parse_args(["--set", "merge=none", "--set", "c=1.5", "--set", "max_depth=3"])
+    config = search_config(args)
+    assert config.merge == "none" and config.c == 1.5 and config.max_depth == 3

@@ -1,5 +1,8 @@
 """The shared grader (agent.tasks.grading): a table of tricky GSM8K and MATH cases, and failures.
 
+A second table grades what each task extracts from a whole solution; votes are checked to compare
+the same normalized answers the grader compares.
+
 One Grader (one spawn pool) serves the whole table; the failure tests start their own.
 """
 
@@ -12,8 +15,12 @@ from collections.abc import Iterator
 import pytest
 
 from agent.errors import GradingError
-from agent.tasks import grading
-from agent.tasks.answers import parse_number
+from agent.search.config import SearchConfig
+from agent.search.final import choose
+from agent.search.tree import Tree
+from agent.solvers import vote
+from agent.tasks import get_task, grading
+from agent.tasks.answers import normalize_number, parse_number
 from agent.tasks.grading import Grader, grade_sync
 
 # (answer, gold, expected)
@@ -76,11 +83,51 @@ CASES: list[tuple[str, str, bool]] = [
     ("\\boxed{7}", "7", True),
     ("x = 5", "5", True),
     ("\\text{(C)}", "\\text{(C)}", True),
+    # Computations over plain numbers mean the result they state (the value after the last "=").
+    ("12 + 16 = 28 packs of groceries", "28", True),
+    ("3 * 4 = 12.", "12", True),
+    ("$5 + $3 = $8", "8", True),
+    ("\\$5 + \\$3 = \\$8.00", "8", True),
+    ("2 * 3 = 6 * 2 = 12", "12", True),
+    ("2 * 3 = 6 * 2 = 12", "6", False),
+    ("3 x 4 = 12 apples", "12", True),
+    ("(2 + 3) \\times 4 = 20", "20", True),
+    ("1,000 + 500 = 1,500", "1500", True),
+    ("10 / 4 = 2.5", "\\frac{5}{2}", True),
+    ("5 - 8 = -3", "-3", True),
+    ("\\boxed{40 - 12 = 28}", "28", True),
+    ("12 + 16 = 29", "28", False),  # the stated result counts, not the arithmetic
+    ("12 + 16 = 29", "29", True),
+    ("12 + 16", "28", True),  # no stated result: not a plain number, math-verify evaluates it
+    ("28 (12 + 16)", "28", False),  # the result is not last: left as written
+    # Equations with variables are not computations: MATH answers keep their meaning.
+    ("y = 2x + 1", "1", False),
+    ("y = 2x + 1", "y = 2x + 1", True),
+    ("x = 3", "3", True),
+    ("f(2) = 5", "5", True),
+    ("no number here", "28", False),
+    ("12 + 16 =", "28", False),
     # Wrong or useless answers.
     ("", "5", False),
     ("five", "5", False),
     ("\\frac{1}{0}", "5", False),
     ("the answer", "\\frac{1}{2}", False),
+]
+
+
+# (task, solution, gold, expected): what the task extracts from a whole solution, then the grade.
+SOLUTIONS: list[tuple[str, str, str, bool]] = [
+    ("arith", "Ann buys 12 + 16 packs.\nThe answer is 12 + 16 = 28 packs of groceries.", "28", True),
+    ("arith", "The answer is 3 * 4 = 12.", "12", True),
+    ("arith", "The answer is 2 * 3 = 6 * 2 = 12.", "12", True),
+    ("arith", "I could not finish this one.", "12", False),
+    ("gsm8k", "The answer is $5 + $3 = $8.", "8", True),
+    ("gsm8k", "She pays 5 * 6 = 30 dollars.\n#### 30", "30", True),
+    ("gsm8k", "The answer is 48 - 30 = 17 muffins.", "18", False),
+    ("math", "So the line is $y = 2x + 1$.\n\nThe answer is $\\boxed{y = 2x + 1}$.", "y=2x+1", True),
+    ("math", "The answer is $\\boxed{y = 2x + 1}$.", "1", False),
+    ("math", "Their sum is $\\boxed{2 + 5 = 7}$.", "7", True),
+    ("math", "The answer is $\\boxed{\\frac{1}{2}}$.", "0.5", True),
 ]
 
 
@@ -109,6 +156,39 @@ async def test_table(grader: Grader) -> None:
     results = await grader.grade_many([(answer, gold) for answer, gold, _ in CASES])
     wrong = [case for case, result in zip(CASES, results, strict=True) if result != case[2]]
     assert wrong == []
+
+
+@pytest.mark.anyio
+async def test_solutions_table(grader: Grader) -> None:
+    answers = [get_task(task).extract_answer(text) for task, text, _, _ in SOLUTIONS]
+    golds = [gold for _, _, gold, _ in SOLUTIONS]
+    results = await grader.grade_many(zip(answers, golds, strict=True))
+    wrong = [case for case, result in zip(SOLUTIONS, results, strict=True) if result != case[3]]
+    assert wrong == []
+
+
+def test_equation_answers_keep_their_form() -> None:
+    equations = ("y = 2x + 1", "x = 3", "2x = 4", "f(2) = 5", "a = 1, b = 2", "2 pi = 6.28", "3 <= 5")
+    for answer in (*equations, "28 (12 + 16)", "12 + 16", "12 + 16 ="):
+        assert parse_number(answer) is None
+        assert normalize_number(answer) == answer
+    assert normalize_number("no number here") == "no number here"
+    assert normalize_number("12 + 16 = 28 packs of groceries") == "28"
+    assert normalize_number("10 / 4 = 5/2") == "5/2"
+
+
+def test_votes_count_a_computation_as_its_result() -> None:
+    """Self-consistency and the ηMCTS vote selector compare the form the grader compares."""
+    spelled = ["12 + 16 = 28 packs of groceries", "28", "$28", "2 * 3 = 6 * 2 = 12", "12 + 16 = 28."]
+    assert vote([*spelled, None]) == ("28", {"28": 4, "12": 1})
+    assert vote(["y = 2x + 1", "1", "y = 2x + 1"]) == ("y = 2x + 1", {"y = 2x + 1": 2, "1": 1})
+    tree = Tree("q", SearchConfig(c_min_root=3, c_max_root=3))
+    for answer, orm in (("12 + 16 = 28 packs", 0.4), ("29", 0.7), ("4 * 7 = 28", 0.4)):
+        ticket = tree.select()
+        assert ticket is not None
+        normalized = normalize_number(answer)  # as the driver stores a terminal's answer
+        tree.expand(ticket, option=answer, value=0.5, terminal=True, answer=normalized, scores={"orm": orm})
+    assert choose(tree, "vote").answer == "28"  # 0.4 + 0.4 against 0.7
 
 
 @pytest.mark.anyio

@@ -3,11 +3,25 @@
 ``extract_answer`` finds the final answer a solution states (``#### N``, the last ``\\boxed{...}``,
 or "the answer is ..."); ``normalize_number`` and ``parse_number`` turn GSM8K-style numbers
 ("$1,000", "18 dollars", "5.0", "25%", "\\frac{1}{2}") into one canonical form so that the grader
-can compare plain numbers without a LaTeX parser.
+can compare plain numbers without a LaTeX parser. The grader, the solvers' votes and the search's
+answer selectors all compare answers in this form.
+
+An answer that is a computation over plain numbers means the result it states, the value after its
+last "=": "12 + 16 = 28 packs" is 28, "$5 + $3 = $8" is 8, "2 * 3 = 6 * 2 = 12" is 12 (whether
+the arithmetic is right is not checked: a wrong "12 + 16 = 29" is 29). Every part before the last
+"=" must be numbers (decimals or digit fractions such as \\frac{1}{2}, with currency, percent signs
+and unit words) joined by + - * / ^ × ÷ \\times \\cdot \\div (or an "x" between spaces) and
+parentheses. Anything with a variable or another LaTeX
+command ("x = 3", "y = 2x + 1", "f(2) = 5") is not a computation: it is left as written and graded
+by math-verify, which reads a pure computation as its right-hand side too, so MATH's computations
+grade as before and its equations stay equations.
 
 Left out on purpose: deciding whether two answers are equal (``agent.tasks.grading`` does that,
-with math-verify for anything that is not a plain number), spelled-out numbers ("five"), scale
-words ("5 million") and percent-to-fraction conversion ("25%" normalizes to 25, not 0.25).
+with math-verify for anything that is not a plain number), evaluating a computation that states no
+result ("12 + 16" is not a plain number: math-verify grades it, but it does not vote with "28";
+evaluating it would misread ranges and dates such as "5-10" or "3/4/2020"), spelled-out numbers
+("five"), scale words ("5 million") and percent-to-fraction conversion ("25%" normalizes to 25,
+not 0.25).
 """
 
 from __future__ import annotations
@@ -33,6 +47,16 @@ _TEXT_CMD_RE = re.compile(r"\\(?:text|mbox|mathrm|textrm|textbf)\s*\{([^{}]*)\}"
 _UNIT_WORDS_RE = re.compile(r"(?:\s+[A-Za-z]{2,}(?:/[A-Za-z]+)?(?:\^\{?[23]\}?|[²³])?)+$")
 # Words that look like units but are mathematics; a number followed by these is not plain.
 _MATH_WORDS = frozenset({"pi", "sqrt", "cdot", "times", "frac", "mod", "pmod", "and", "or", "over"})
+# One side of a computation (after _strip_decorations): numbers, each with optional unit words,
+# joined by arithmetic operators, with parentheses. No variables, no other LaTeX commands.
+_OPERAND = (
+    r"(?:(?:\(|\\left\()\s*)*[+-]?\s*(?:[£€]\s*)?"
+    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+|\\[dt]?frac\{\s*\d+\s*\}\{\s*\d+\s*\})"
+    r"(?:\s+[A-Za-z]{2,})*(?:\s*(?:\)|\\right\)))*"
+)
+_OPERATOR = r"(?:\s*(?:[-+*/^×÷·]|\\times|\\cdot|\\div)(?![A-Za-z])\s*|\s+x\s+)"  # "3 x 4", not "3x"
+_COMPUTATION_RE = re.compile(rf"\s*{_OPERAND}(?:{_OPERATOR}{_OPERAND})*\s*")
+_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 
 
 def extract_answer(text: str) -> str | None:
@@ -73,6 +97,7 @@ def gsm8k_gold(answer_field: str) -> str:
 def normalize_number(s: str) -> str:
     """``s`` in canonical number form ("$1,000.50" → "1000.5", "18 dollars" → "18", "1/2" → "1/2").
 
+    A computation over plain numbers becomes the result it states ("12 + 16 = 28 packs" → "28").
     Strings that are not a plain number (after removing currency, thousands separators, units,
     percent signs and a trailing period) come back stripped but otherwise unchanged.
     """
@@ -81,15 +106,19 @@ def normalize_number(s: str) -> str:
         return s.strip()
     if value.denominator == 1:
         return str(value.numerator)
-    cleaned = _strip_decorations(s)
+    cleaned = _number_text(s)
     if "/" in cleaned or "frac" in cleaned:
         return str(value)
     return format(Decimal(value.numerator) / Decimal(value.denominator), "f")
 
 
 def parse_number(s: str) -> Fraction | None:
-    """The exact value of ``s`` if it is a plain number (integer, decimal or a/b), else None."""
-    cleaned = _strip_decorations(s)
+    """The exact value of ``s`` if it is a plain number (integer, decimal or a/b), else None.
+
+    A computation over plain numbers ("3 * 4 = 12") has the value of the result it states; one
+    that states no result ("3 * 4") is not a plain number.
+    """
+    cleaned = _number_text(s)
     if _THOUSANDS_RE.fullmatch(cleaned.lstrip("+-")):
         cleaned = cleaned.replace(",", "")
     if _NUMBER_RE.fullmatch(cleaned):
@@ -145,6 +174,23 @@ def _clean(answer: str) -> str:
                 answer = inner
                 break
     return answer
+
+
+def _number_text(s: str) -> str:
+    """``s`` without decorations; of a computation over plain numbers, only the result it states."""
+    cleaned = _strip_decorations(s)
+    *computation, result = cleaned.split("=")
+    if computation and all(_is_computation(part) for part in computation):
+        return _strip_decorations(result)
+    return cleaned
+
+
+def _is_computation(part: str) -> bool:
+    """Is ``part`` numbers joined by arithmetic (no variables, no math words such as "pi")?"""
+    part = " ".join(part.split())  # single spaces keep the regex's backtracking short
+    if _COMPUTATION_RE.fullmatch(part) is None:
+        return False
+    return not any(word.lower() in _MATH_WORDS for word in _WORD_RE.findall(part))
 
 
 def _strip_decorations(s: str) -> str:

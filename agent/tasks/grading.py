@@ -1,7 +1,8 @@
 """Is this answer equal to the gold one? One grader for every task.
 
 Plain numbers on both sides (after ``agent.tasks.answers.normalize_number``: commas, currency,
-units, percent signs removed) are compared here, in the event loop: integers exactly, anything
+units, percent signs removed, and a computation over plain numbers such as "12 + 16 = 28 packs"
+read as the result it states) are compared here, in the event loop: integers exactly, anything
 else with a relative tolerance of 1e-6, so "1/2" equals "0.5". Everything else (LaTeX fractions,
 sets, intervals, tuples, expressions) goes to math-verify, gold first, in a process pool: its
 timeouts use ``signal.alarm``, which works only in a process's main thread. The pool uses the
