@@ -360,7 +360,7 @@ async def _main(args: argparse.Namespace) -> int:
             correct, seen = correct + bool(record["correct"]), seen + 1
             progress.update(bar, advance=1, acc=f"{correct}/{seen}")
 
-        async with open_policy(settings) as policy:
+        async with open_policy(settings, critics=config.critics) as policy:
             summary = await evaluate(
                 problems,
                 task=task,

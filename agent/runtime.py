@@ -4,6 +4,12 @@
 in the settings it connects there and checks health, saying which URL failed and how to start a
 server; without one it starts the embedded llama.cpp server on the bundled model and stops it on
 exit.
+
+Trained critics: ``open_policy(settings, critics="trained")`` (or ``"checked"``) with no
+``AGENT_CRITIC_ADAPTERS`` serves the critic shipped with the package (``agent.critics.shipped``) as
+one more adapter of the embedded bundled model, for all three roles, with its fitted temperatures.
+Configured adapters keep their own temperatures: ``AGENT_CRITIC_TEMPERATURES``, else the
+``calibration.json`` stored beside an embedded adapter (``python -m finetune.critics`` writes it).
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
 from agent.clients import Endpoint, make_endpoint
-from agent.errors import EndpointError, EndpointUnreachable
+from agent.errors import ConfigError, EndpointError, EndpointUnreachable
 from agent.prompts import PromptFormat, get_format
-from agent.settings import EndpointSettings, Settings
+from agent.settings import EmbeddedSettings, EndpointSettings, Settings
 
 __all__ = ["Policy", "open_policy"]
 
@@ -33,6 +40,7 @@ class Policy:
     embedded: bool
     rollout: Endpoint | None = None  # a separate (cheaper) endpoint for fast rollouts
     critic_adapters: dict[str, str] = field(default_factory=dict)  # role -> adapter on the policy server
+    critic_temperatures: dict[str, float] = field(default_factory=dict)  # role -> calibration temperature
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
@@ -46,15 +54,26 @@ class Policy:
 
 
 @asynccontextmanager
-async def open_policy(settings: Settings) -> AsyncIterator[Policy]:
-    """Yield a healthy policy endpoint; start (and later stop) the embedded server if none is set."""
+async def open_policy(settings: Settings, *, critics: str | None = None) -> AsyncIterator[Policy]:
+    """Yield a healthy policy endpoint; start (and later stop) the embedded server if none is set.
+
+    ``critics`` is the critic set the run will use; "trained" or "checked" without configured
+    adapters serves the shipped critic (see the module docstring).
+    """
     async with AsyncExitStack() as stack:
         endpoint_settings = settings.policy
         embedded = not endpoint_settings.url
+        adapters = {str(role): ref for role, ref in settings.critic_adapters.items()}
+        temperatures = {str(role): t for role, t in settings.critic_temperatures.items()}
         if embedded:
             from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
 
             e = settings.embedded
+            if critics in ("trained", "checked") and not adapters:
+                e, adapters, shipped = _with_shipped_critic(e)
+                temperatures = shipped | temperatures
+            elif adapters and not temperatures:
+                temperatures = _stored_temperatures(e.lora, adapters)
             config = EmbeddedServerConfig.from_settings(e)
             log.info("embedded_server_starting", model=str(e.model_path or "bundled SmolLM2-135M-Instruct"))
             server = await stack.enter_async_context(EmbeddedServer(config))
@@ -71,8 +90,38 @@ async def open_policy(settings: Settings) -> AsyncIterator[Policy]:
             fmt=get_format(endpoint_settings.prompt_format),
             embedded=embedded,
             rollout=rollout,
-            critic_adapters={str(role): ref for role, ref in settings.critic_adapters.items()},
+            critic_adapters=adapters,
+            critic_temperatures=temperatures,
         )
+
+
+def _with_shipped_critic(e: EmbeddedSettings) -> tuple[EmbeddedSettings, dict[str, str], dict[str, float]]:
+    """The embedded settings with the shipped critic added as the last adapter, the roles' adapter
+    refs, and its temperatures; ConfigError when the model is not the bundled one."""
+    from agent.critics.shipped import shipped_critic
+
+    if e.model_path is not None:
+        raise ConfigError(
+            f"the shipped critics are adapters of the bundled model, not of {e.model_path}; train critics "
+            "for it (python -m finetune.critics --base ...) and set AGENT_CRITIC_ADAPTERS"
+        )
+    shipped = shipped_critic()
+    ref = str(len(e.lora))
+    e = e.model_copy(update={"lora": (*e.lora, shipped.adapter)})
+    return e, {role: ref for role in ("value", "prm", "orm")}, dict(shipped.temperatures)
+
+
+def _stored_temperatures(lora: tuple[Path, ...], adapters: dict[str, str]) -> dict[str, float]:
+    """Each role's temperature from the calibration stored beside its embedded adapter, if any."""
+    from agent.critics.shipped import critic_temperatures
+
+    found = {}
+    for role, ref in adapters.items():
+        if ref.isdigit() and int(ref) < len(lora):
+            stored = critic_temperatures(lora[int(ref)])
+            if role in stored:
+                found[role] = stored[role]
+    return found
 
 
 async def _healthy(

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # Trained critics served as LoRA adapters of the policy's server, by role (value, prm, orm):
     # a llama.cpp adapter index, an SGLang adapter name, or an OpenAI-style model name.
     critic_adapters: dict[Literal["value", "prm", "orm"], str] = {}
+    # Their calibration temperatures by role (default: the calibration.json stored beside an
+    # embedded adapter, else 1.0).
+    critic_temperatures: dict[Literal["value", "prm", "orm"], float] = {}
     retry: RetrySettings = RetrySettings()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 

@@ -41,7 +41,7 @@ async def solve(
     problem = Problem(id="question", question=question)
     if policy is not None:
         return await solve_with(policy, problem, task=get_task(task), config=config)
-    async with open_policy(settings or load_settings()) as opened:
+    async with open_policy(settings or load_settings(), critics=config.critics) as opened:
         return await solve_with(opened, problem, task=get_task(task), config=config)
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from agent.clients import Endpoint, Sampling, Usage
-from agent.critics.arithmetic import ArithmeticCritic
+from agent.critics.arithmetic import ArithmeticCritic, CheckedCritic
 from agent.critics.base import Critic
 from agent.critics.generative import GenerativeCritic
 from agent.driver import SearchResult, SearchSetup, SharedBudget, run_search
@@ -45,8 +45,8 @@ __all__ = [
 
 Method = Literal["greedy", "sc", "rerank", "mcts"]
 METHODS: tuple[Method, ...] = ("greedy", "sc", "rerank", "mcts")
-CriticsKind = Literal["arithmetic", "generative", "mixed", "trained", "none"]
-CRITICS: tuple[CriticsKind, ...] = ("arithmetic", "generative", "mixed", "trained", "none")
+CriticsKind = Literal["arithmetic", "generative", "mixed", "trained", "checked", "none"]
+CRITICS: tuple[CriticsKind, ...] = ("arithmetic", "generative", "mixed", "trained", "checked", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +115,7 @@ async def solve_with(
         shared=shared,
         rollout=policy.rollout,
         critic_adapters=policy.critic_adapters,
+        critic_temperatures=policy.critic_temperatures,
     )
 
 
@@ -128,6 +129,7 @@ async def solve_problem(
     shared: SharedBudget | None = None,
     rollout: Endpoint | None = None,
     critic_adapters: Mapping[str, str] | None = None,
+    critic_temperatures: Mapping[str, float] | None = None,
 ) -> Solution:
     """Solve one problem with the configured method.
 
@@ -138,7 +140,13 @@ async def solve_problem(
         raise InputError(f"problem {problem.id!r} has an empty question; give the text of a problem")
     try:
         if config.method == "mcts":
-            critics = build_critics(config.critics, policy=policy, fmt=fmt, adapters=critic_adapters)
+            critics = build_critics(
+                config.critics,
+                policy=policy,
+                fmt=fmt,
+                adapters=critic_adapters,
+                temperatures=critic_temperatures,
+            )
             return await _solve_mcts(
                 problem,
                 policy=policy,
@@ -151,7 +159,13 @@ async def solve_problem(
             )
         solution = await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
         if config.method == "rerank":
-            orm = build_critics(config.critics, policy=policy, fmt=fmt, adapters=critic_adapters).get("orm")
+            orm = build_critics(
+                config.critics,
+                policy=policy,
+                fmt=fmt,
+                adapters=critic_adapters,
+                temperatures=critic_temperatures,
+            ).get("orm")
             return await _rerank(problem, solution, orm=orm, task=task, config=config)
         return solution
     except PromptTooLong as exc:
@@ -194,26 +208,43 @@ async def _sample_and_vote(
 
 
 def build_critics(
-    kind: CriticsKind, *, policy: Endpoint, fmt: PromptFormat, adapters: Mapping[str, str] | None = None
+    kind: CriticsKind,
+    *,
+    policy: Endpoint,
+    fmt: PromptFormat,
+    adapters: Mapping[str, str] | None = None,
+    temperatures: Mapping[str, float] | None = None,
 ) -> dict[str, Critic]:
     """The critic set named ``kind``, keyed by role.
 
     ``trained``: generative critics served as LoRA adapters of the policy's server, one per role
-    named in ``adapters`` (``AGENT_CRITIC_ADAPTERS``), e.g. ``{"orm": "0", "value": "1", "prm": "2"}``
-    for llama.cpp adapter indices, as ``python -m finetune.critics`` trains them.
+    named in ``adapters`` (``AGENT_CRITIC_ADAPTERS``; with none, ``agent.runtime.open_policy`` fills
+    in the shipped critic), e.g. ``{"orm": "0", "value": "0", "prm": "0"}`` for llama.cpp adapter
+    indices, each scored at its role's calibration ``temperatures`` (1.0 where none is given).
+    ``checked``: the trained critics capped by the arithmetic re-check (``CheckedCritic``).
     """
     if kind == "none":
         return {}
-    if kind == "trained":
+    if kind in ("trained", "checked"):
         if not adapters:
             raise ConfigError(
-                'the trained critics need AGENT_CRITIC_ADAPTERS, e.g. {"orm": "0", "value": "1", "prm": "2"} '
-                "(llama.cpp adapter indices, SGLang adapter names or OpenAI-style model names)"
+                'the trained critics need AGENT_CRITIC_ADAPTERS, e.g. {"orm": "0", "value": "0", "prm": "0"} '
+                "(llama.cpp adapter indices, SGLang adapter names or OpenAI-style model names); the "
+                "shipped critics serve the bundled model on the embedded server only"
             )
-        return {
-            role: GenerativeCritic(policy.with_adapter(ref), fmt, role=role)  # type: ignore[arg-type]
+        temperatures = temperatures or {}
+        trained: dict[str, Critic] = {
+            role: GenerativeCritic(
+                policy.with_adapter(ref),
+                fmt,
+                role=role,  # type: ignore[arg-type]
+                temperature=temperatures.get(role, 1.0),
+            )
             for role, ref in adapters.items()
         }
+        if kind == "checked":
+            return {role: CheckedCritic(critic) for role, critic in trained.items()}
+        return trained
     if kind == "arithmetic":
         return {"prm": ArithmeticCritic("prm"), "orm": ArithmeticCritic("orm")}
     generative = {role: GenerativeCritic(policy, fmt, role=role) for role in ("value", "prm", "orm")}

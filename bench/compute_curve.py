@@ -182,7 +182,11 @@ def _check_critics(points: Sequence[Point], policy: Policy) -> None:
         if point.method not in ("rerank", "mcts"):
             continue
         critics = build_critics(
-            point.config.critics, policy=policy.endpoint, fmt=policy.fmt, adapters=policy.critic_adapters
+            point.config.critics,
+            policy=policy.endpoint,
+            fmt=policy.fmt,
+            adapters=policy.critic_adapters,
+            temperatures=policy.critic_temperatures,
         )
         if point.method == "rerank" and "orm" not in critics:
             raise ConfigError(f"rerank needs an ORM; --critics {point.config.critics} has none")
@@ -371,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--critics",
         choices=CRITICS,
         default="trained",
-        help="critics of rerank and mcts (trained: the adapters of AGENT_CRITIC_ADAPTERS)",
+        help="critics of rerank and mcts (trained: AGENT_CRITIC_ADAPTERS, else the shipped critic)",
     )
     parser.add_argument("--max-tokens", type=int, default=320, help="tokens per sc/rerank solution (320)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sc/rerank sampling temperature")
@@ -410,7 +414,7 @@ def _options(args: argparse.Namespace) -> tuple[list[Point], dict[str, Any]]:
 async def _main(
     args: argparse.Namespace, points: list[Point], problems: list[Problem], info: dict[str, Any]
 ) -> int:
-    async with open_policy(load_settings(**policy_overrides(args))) as policy:
+    async with open_policy(load_settings(**policy_overrides(args)), critics=args.critics) as policy:
         results = await run_points(
             problems,
             task=get_task(args.task),

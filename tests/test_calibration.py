@@ -162,3 +162,26 @@ def test_reliability_plot_without_matplotlib_says_how_to_install(
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ConfigError, match="pip install matplotlib"):
         reliability_plot({"value": calibration_report(SCORES, LABELS)}, tmp_path / "r.png")
+
+
+def test_fit_temperature_recovers_an_overconfident_critic() -> None:
+    """Scores that are sigmoid(3 z) for labels drawn with probability sigmoid(z): T is about 3, the
+    ranking is kept and the ECE falls."""
+    import math
+    import random
+
+    from agent.improve.calibration import apply_temperature, fit_temperature
+
+    rng = random.Random(0)
+    zs = [rng.gauss(0, 1.5) for _ in range(4000)]
+    labels = [rng.random() < 1 / (1 + math.exp(-z)) for z in zs]
+    scores = [1 / (1 + math.exp(-3 * z)) for z in zs]
+    t = fit_temperature(scores, [float(y) for y in labels])
+    assert 2.6 < t < 3.4
+    fixed = [apply_temperature(p, t) for p in scores]
+    before, after = calibration_report(scores, labels), calibration_report(fixed, labels)
+    assert after.auc == pytest.approx(before.auc) and after.ece < 0.5 * before.ece and after.ece < 0.03
+    assert fit_temperature(scores[:10], [1.0] * 10) == 1.0  # one class: nothing to fit
+    assert apply_temperature(0.8, 1.0) == pytest.approx(0.8)
+    with pytest.raises(ConfigError):
+        apply_temperature(0.5, 0.0)

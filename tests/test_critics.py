@@ -297,3 +297,43 @@ async def test_generative_prm_on_the_real_server(embedded_url: str) -> None:
         score = await critic.score(QUESTION, STEPS[:2])
     assert 0.0 <= score.p <= 1.0 and (critic.calls, critic.missing_count) == (1, int(score.missing))
     assert (score.usage.requests, score.usage.completion_tokens) == (1, 1) and score.usage.prompt_tokens > 0
+
+
+async def test_generative_temperature_rescales_the_score() -> None:
+    from agent.improve.calibration import apply_temperature
+
+    pairs = [("Yes", -0.1), ("No", -2.4)]
+    _, raw, _ = await run_critic("llamacpp", pairs)
+    _, hot, _ = await run_critic("llamacpp", pairs, temperature=2.0)
+    assert hot.p == pytest.approx(apply_temperature(raw.p, 2.0)) and 0.5 < hot.p < raw.p
+    with pytest.raises(ConfigError):
+        GenerativeCritic(None, get_format("chatml"), role="orm", temperature=0.0)  # type: ignore[arg-type]
+
+
+class _Counting:
+    """A learned critic stand-in that records what it was asked."""
+
+    name, role = "learned-orm", "orm"
+
+    def __init__(self, p: float) -> None:
+        self.p, self.asked = p, 0
+
+    async def score(self, question: str, steps: object) -> CriticScore:
+        self.asked += 1
+        return CriticScore(self.p)
+
+
+@pytest.mark.parametrize("role", ["orm", "prm", "value"])
+async def test_checked_critic_caps_a_wrong_computation_and_passes_the_rest(role: str) -> None:
+    learned = _Counting(0.9)
+    learned.role = role  # type: ignore[misc]
+    checked = critics.CheckedCritic(learned)  # type: ignore[arg-type]
+    right = await checked.score(QUESTION, STEPS)
+    assert right.p == 0.9 and learned.asked == 1 and checked.name == "checked-learned-orm"
+    wrong_first = ("3 * 4 = 14 apples.", "14 - 2 = 12 apples are left.", "The answer is 12.")
+    capped = await checked.score(QUESTION, wrong_first)
+    if role == "prm":  # a PRM judges the last step, which computes right
+        assert capped.p == 0.9 and learned.asked == 2
+    else:
+        assert capped.p == critics.arithmetic.P_CAP and learned.asked == 1 and checked.capped == 1
+    assert (await checked.score(QUESTION, ["3 * 4 = 13"])).p == critics.arithmetic.P_CAP

@@ -353,3 +353,35 @@ def test_prompt_cache_is_not_shared_across_adapters(
     cached = _served(lora_server, second, adapter=0, cache=True)[1]
     fresh = _served(lora_server, second, adapter=0, cache=False)[1]
     assert max(abs(lp - fresh.get(t, -99.0)) for t, lp in cached.items()) < 0.05, (cached, fresh)
+
+
+def test_soft_targets_train_the_yes_share_to_the_target(
+    model_and_tokenizer: tuple[Any, Any], tmp_path: Path
+) -> None:
+    """A critic example carries the probability its label should get (a value function's Monte-Carlo
+    rate): after training, p(Yes) / (p(Yes) + p(No)) on each prompt is near its own target, which
+    hard labels cannot teach."""
+    model, tokenizer = model_and_tokenizer
+    prompts = [
+        chat("Will this solution end right? 3 + 4 = 7. Answer Yes or No."),
+        chat("Is the sky green? Yes or No."),
+    ]
+    examples = [Example(prompts[0], "Yes", 0.75), Example(prompts[1], "Yes", 0.2)]
+    config = LoraTrainConfig(max_steps=40, batch_size=2, lr=3e-3, warmup_ratio=0.0, layers=4, r=8)
+    result = train_lora(model, tokenizer, examples, config=config, out_dir=tmp_path / "soft")
+    yes, no = lora.label_ids(tokenizer)
+    peft_model = PeftModel.from_pretrained(model, str(result.adapter_dir))
+    try:
+        with torch.no_grad():
+            for prompt, target in zip(prompts, (0.75, 0.2), strict=True):
+                ids = tokenizer(prompt, return_tensors="pt").input_ids
+                probs = torch.softmax(peft_model(ids).logits[0, -1].float(), dim=-1)
+                share = float(probs[yes] / (probs[yes] + probs[no]))
+                assert abs(share - target) < 0.1, (prompt, share, target)
+                assert float(probs[yes] + probs[no]) > 0.8  # the two labels take the mass
+    finally:
+        peft_model.unload()
+    with pytest.raises(DataError):
+        train_lora(model, tokenizer, [examples[0], PIRATE[0]], config=config, out_dir=tmp_path / "mixed")
+    with pytest.raises(DataError):
+        Example("p", "Yes", 1.5)

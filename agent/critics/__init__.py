@@ -19,13 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from agent.critics.agreement import SelfConsistencyScorer
-from agent.critics.arithmetic import ArithmeticCritic, Claim, check_claims
+from agent.critics.arithmetic import ArithmeticCritic, CheckedCritic, Claim, check_claims
 from agent.critics.base import Critic, CriticRole, CriticScore
 from agent.critics.generative import GenerativeCritic
 from agent.errors import ConfigError
 
 __all__ = [
     "ArithmeticCritic",
+    "CheckedCritic",
     "Claim",
     "Critic",
     "CriticRole",

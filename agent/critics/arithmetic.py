@@ -26,10 +26,19 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import get_args
 
-from agent.critics.base import CriticRole, CriticScore
+from agent.critics.base import Critic, CriticRole, CriticScore
 from agent.errors import ConfigError
 
-__all__ = ["P_NO_CLAIM", "P_RIGHT", "P_WRONG", "ArithmeticCritic", "Claim", "check_claims"]
+__all__ = [
+    "P_CAP",
+    "P_NO_CLAIM",
+    "P_RIGHT",
+    "P_WRONG",
+    "ArithmeticCritic",
+    "CheckedCritic",
+    "Claim",
+    "check_claims",
+]
 
 P_RIGHT = 0.9
 """Score when every checked claim holds: arithmetic right is evidence, not proof, of a right step."""
@@ -155,3 +164,34 @@ def _agrees(computed: Fraction, stated: Fraction, stated_text: str) -> bool:
         return computed == stated
     decimals = len(stated_text.rsplit(".", 1)[1])
     return abs(computed - stated) <= Fraction(1, 10**decimals)
+
+
+P_CAP = 0.02
+"""The most a learned critic may give a state whose judged steps state a wrong computation."""
+
+
+class CheckedCritic:
+    """A learned critic whose score is capped by the arithmetic re-check.
+
+    When a judged step states a computation that is wrong (``24 / 8 = 2``), the score is ``P_CAP``
+    and the learned critic is not asked (saving its request); otherwise it is the learned score
+    unchanged: a right computation proves nothing about the choice of operation or operands, which
+    is what the learned critic is for. Judged steps are the last one for a PRM, all of them for a
+    value function or an ORM, as in ``ArithmeticCritic``.
+    """
+
+    def __init__(self, inner: Critic, *, cap: float = P_CAP) -> None:
+        if not 0.0 <= cap <= 1.0:
+            raise ConfigError(f"cap must be in [0, 1], got {cap}")
+        self.inner = inner
+        self.role: CriticRole = inner.role
+        self.name = f"checked-{inner.name}"
+        self.cap = cap
+        self.capped = 0
+
+    async def score(self, question: str, steps: Sequence[str]) -> CriticScore:
+        judged = steps[-1:] if self.role == "prm" else steps
+        if any(not claim.ok for step in judged for claim in check_claims(step)):
+            self.capped += 1
+            return CriticScore(self.cap)
+        return await self.inner.score(question, steps)

@@ -15,9 +15,13 @@ The prompt is cache-friendly: a fixed instruction shared by every role, then the
 steps in order, and only then the role's question. Two states of the same problem share the prompt
 up to the first step where they differ.
 
+``temperature`` rescales the score, ``sigmoid(logit(p) / T)``: a trained critic's temperature is
+fitted on held-out data (``agent.improve.calibration.fit_temperature``) and stored with its adapter,
+so that its scores are probabilities. The untrained model's scores are used as they are (T = 1).
+
 Left out on purpose: training (trained critics plug into the same ``Critic`` protocol), reasoning
-before the verdict, calibration of the probability, and servers that return no log-probabilities
-(an error, not a 0.5: a critic that always abstains would look like a working one).
+before the verdict, and servers that return no log-probabilities (an error, not a 0.5: a critic
+that always abstains would look like a working one).
 """
 
 from __future__ import annotations
@@ -29,14 +33,14 @@ from typing import get_args
 from agent.clients import Endpoint, Sampling
 from agent.critics.base import CriticRole, CriticScore
 from agent.errors import ConfigError, EndpointProtocolError
+from agent.improve.calibration import apply_temperature
 from agent.prompts import PromptFormat
 
 __all__ = ["INSTRUCTION", "QUESTIONS", "GenerativeCritic", "yes_probability"]
 
 INSTRUCTION = (
-    "You check solutions to math problems. You will see a problem and a solution written as numbered "
-    "steps; the solution may be unfinished. Read every step carefully, then answer the question after "
-    "the solution with one word: Yes or No."
+    "You check solutions to math problems, written as numbered steps; a solution may be unfinished. "
+    "Answer the question after it with one word: Yes or No."
 )
 
 QUESTIONS: dict[CriticRole, str] = {
@@ -63,9 +67,12 @@ class GenerativeCritic:
         top_logprobs: int = 20,
         yes: Sequence[str] = ("Yes",),
         no: Sequence[str] = ("No",),
+        temperature: float = 1.0,
     ) -> None:
         if role not in get_args(CriticRole):
             raise ConfigError(f"unknown critic role {role!r}; choose one of {', '.join(QUESTIONS)}")
+        if not temperature > 0:
+            raise ConfigError(f"a critic's temperature must be > 0, got {temperature}")
         if top_logprobs < 1:
             raise ConfigError(f"top_logprobs must be at least 1, got {top_logprobs}")
         self._yes = _labels(yes, "yes")
@@ -76,6 +83,7 @@ class GenerativeCritic:
         self.fmt = fmt
         self.role: CriticRole = role
         self.name = f"generative-{role}"
+        self.temperature = temperature
         self.sampling = Sampling(max_tokens=1, temperature=0.0, logprobs=top_logprobs)
         self.calls = 0
         self.missing_count = 0
@@ -103,6 +111,8 @@ class GenerativeCritic:
         first = tokens[0]
         top = first.top or ((first.token, first.logprob),)
         p, missing = yes_probability(top, yes=self._yes, no=self._no)
+        if self.temperature != 1.0:
+            p = apply_temperature(p, self.temperature)
         self.calls += 1
         self.missing_count += missing
         return CriticScore(p, usage=result.usage, missing=missing)

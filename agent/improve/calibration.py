@@ -16,8 +16,15 @@ prints them as "-". Bad input (no examples, lengths that differ, a score outside
 raises ValueError.
 
 ``reliability_plot`` draws one line per critic against the diagonal with matplotlib (Agg, imported
-lazily; ConfigError if it is not installed). Left out on purpose: confidence intervals, adaptive
-(equal-mass) bins, threshold tuning and any recalibration (Platt, isotonic).
+lazily; ConfigError if it is not installed).
+
+Recalibration is temperature scaling (Guo et al., 2017): ``fit_temperature(scores, targets)`` finds
+the one scalar ``T`` that minimises the negative log-likelihood of ``sigmoid(logit(p) / T)`` on a
+held-out split (targets may be soft, e.g. Monte-Carlo rates), and ``apply_temperature`` uses it. It
+keeps the ranking (AUC) and fixes over- or under-confidence (ECE). The fit is a golden-section
+search over ``log T`` in [1/50, 50]: the NLL is convex in ``1/T``, and one dimension needs no
+optimiser library. Left out on purpose: confidence intervals, adaptive (equal-mass) bins, threshold
+tuning, Platt's bias term and isotonic regression.
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ __all__ = [
     "PAPER_VALUE_FUNCTION",
     "Bin",
     "Calibration",
+    "apply_temperature",
     "calibration_report",
+    "fit_temperature",
     "format_table",
     "reliability_plot",
 ]
@@ -102,6 +111,54 @@ def calibration_report(
         brier=sum((s - y) ** 2 for s, y in zip(xs, ys, strict=True)) / n,
         bins=table,
     )
+
+
+_EPS = 1e-6
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, _EPS), 1.0 - _EPS)
+    return math.log(p / (1.0 - p))
+
+
+def apply_temperature(p: float, temperature: float) -> float:
+    """``sigmoid(logit(p) / temperature)``: T > 1 softens over-confident scores, T < 1 sharpens."""
+    if not temperature > 0:
+        raise ConfigError(f"a temperature must be > 0, got {temperature}")
+    z = _logit(p) / temperature
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def _nll(scores: Sequence[float], targets: Sequence[float], temperature: float) -> float:
+    total = 0.0
+    for p, t in zip(scores, targets, strict=True):
+        q = min(max(apply_temperature(p, temperature), _EPS), 1.0 - _EPS)
+        total -= t * math.log(q) + (1.0 - t) * math.log(1.0 - q)
+    return total / len(scores)
+
+
+def fit_temperature(scores: Sequence[float], targets: Sequence[float]) -> float:
+    """The temperature minimising the NLL of ``targets`` (labels or soft rates in [0, 1]) under the
+    rescaled ``scores``; 1.0 when there is nothing to fit (no examples, or all targets equal)."""
+    if len(scores) != len(targets):
+        raise ValueError(f"{len(scores)} scores but {len(targets)} targets")
+    ts = [float(t) for t in targets]
+    if not scores or min(ts) == max(ts):
+        return 1.0
+    lo, hi = math.log(1 / 50), math.log(50)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = _nll(scores, ts, math.exp(a)), _nll(scores, ts, math.exp(b))
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = _nll(scores, ts, math.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = _nll(scores, ts, math.exp(b))
+    return math.exp((lo + hi) / 2)
 
 
 def _auc(xs: Sequence[float], ys: Sequence[bool]) -> float | None:

@@ -17,6 +17,15 @@ Prefix identity: two prefixes are the same when their steps, each stripped and w
 collapsed to one space, are equal. A row keeps the (stripped) texts of the first trajectory that
 reached it, so the output is deterministic given the input order.
 
+Rows with exact labels (``labelled_rows``): when each solution's first wrong step is known
+(``agent.improve.synth``: reference solutions and controlled corruptions of the generated task, and
+the policy's own samples labelled step by step against the reference), the ORM target is the final
+grade, the PRM labels every step up to the first wrong one (right before it, wrong at it; nothing
+after it: the first error is what a PRM must find), and the value of a prefix is 0 once it holds a
+wrong step; an error-free prefix gets the Monte-Carlo success rate of the group's solutions through
+it (the policy's samples) or 1.0 (``optimistic=True``, synthetic solutions: the reference shows it can
+still end right). ``mix_rows`` combines the policy's rows with a share of synthetic rows per role.
+
 Then: ``split_rows`` / ``split_critic_rows`` hold out whole problems (a problem never lands on both
 sides), ``to_examples`` turns rows into (prompt, completion) pairs for a generative critic, and
 ``write_jsonl`` / ``read_jsonl`` store rows (atomic write).
@@ -36,7 +45,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from agent.critics.base import CriticRole
 from agent.errors import ConfigError, DataError
@@ -45,8 +54,11 @@ __all__ = [
     "CriticRows",
     "Row",
     "Trajectory",
+    "balanced_rows",
     "critic_rows",
     "heldout_problems",
+    "labelled_rows",
+    "mix_rows",
     "read_jsonl",
     "split_critic_rows",
     "split_rows",
@@ -132,6 +144,66 @@ def critic_rows(trajectories: Iterable[Trajectory], *, prm_threshold: float = 1e
     return out
 
 
+def labelled_rows(solutions: Iterable[Any], *, optimistic: bool) -> CriticRows:
+    """ORM, value and PRM rows from solutions with a known first wrong step (see the module docstring).
+
+    ``solutions`` are ``agent.improve.synth.LabelledSolution`` records (``problem_id``, ``question``,
+    ``steps``, ``first_wrong``, ``correct``). Identical solutions of a problem give one ORM row with
+    their count; a prefix gives one value row and one PRM row per problem.
+    """
+    by_problem: dict[str, list[Any]] = {}
+    for solution in solutions:
+        by_problem.setdefault(solution.problem_id, []).append(solution)
+    out = CriticRows(orm=[], value=[], prm=[])
+    for problem_id, group in by_problem.items():
+        question = group[0].question
+        orm: dict[tuple[str, ...], list] = {}
+        prefixes: dict[tuple[str, ...], list] = {}  # key -> [steps, count, correct, wrong, prm label]
+        for s in group:
+            steps = _clean(s.steps)
+            if not steps:
+                continue
+            key = tuple(" ".join(step.split()) for step in steps)
+            entry = orm.setdefault(key, [steps, 0, s.correct])
+            entry[1] += 1
+            for depth in range(1, len(steps) + 1):
+                wrong = s.first_wrong is not None and depth > s.first_wrong
+                p = prefixes.setdefault(key[:depth], [steps[:depth], 0, 0, wrong, not wrong])
+                p[1] += 1
+                p[2] += s.correct
+                if s.first_wrong is not None and depth > s.first_wrong + 1:
+                    p[4] = None  # after the first error: no PRM row
+        for steps, count, correct in orm.values():
+            out.orm.append(Row(problem_id, question, steps, float(correct), bool(correct), count, "orm"))
+        for steps, count, correct, wrong, prm in prefixes.values():
+            target = 0.0 if wrong else (1.0 if optimistic else correct / count)
+            out.value.append(Row(problem_id, question, steps, target, target >= 0.5, count, "value"))
+            if prm is not None:
+                out.prm.append(Row(problem_id, question, steps, float(prm), bool(prm), count, "prm"))
+    return out
+
+
+def mix_rows(
+    policy: CriticRows, synthetic: CriticRows, *, synthetic_share: float, seed: int | str
+) -> CriticRows:
+    """Per role, all of the policy's rows plus a seeded sample of synthetic rows making up
+    ``synthetic_share`` of the result (as many as there are, if fewer). With no policy rows for a
+    role, its synthetic rows are used as they are. ``synthetic_share`` below 0.5 keeps the policy's
+    own mistakes the larger part of what a critic sees."""
+    if not 0.0 <= synthetic_share < 1.0:
+        raise ConfigError(f"synthetic_share must be in [0, 1), got {synthetic_share}")
+    mixed = {}
+    for role in ("orm", "value", "prm"):
+        own, extra = getattr(policy, role), getattr(synthetic, role)
+        if not own:
+            mixed[role] = list(extra)
+            continue
+        want = min(len(extra), round(synthetic_share / (1.0 - synthetic_share) * len(own)))
+        chosen = sorted(random.Random(f"mix\0{seed}\0{role}").sample(range(len(extra)), want))
+        mixed[role] = list(own) + [extra[i] for i in chosen]
+    return CriticRows(orm=mixed["orm"], value=mixed["value"], prm=mixed["prm"])
+
+
 def _prefix_stats(group: Sequence[Trajectory]) -> list[tuple[tuple[str, ...], int, int]]:
     """(steps, trajectories through, correct among them) per distinct prefix, root first."""
     stats: dict[tuple[str, ...], list] = {}  # key -> [steps as first seen, count, correct]
@@ -213,6 +285,12 @@ def to_examples(
         raise ValueError(f"rows for {sorted(wrong)} given to the {role} critic's examples")
     chosen = _balanced(rows, seed=seed) if balance else list(rows)
     return [(prompt_fn(row.question, row.steps), yes if row.label else no) for row in chosen]
+
+
+def balanced_rows(rows: Sequence[Row], *, seed: int | str) -> list[Row]:
+    """All rows of the minority label and a seeded sample of the majority of the same size (order
+    kept); ValueError when one label is absent."""
+    return _balanced(rows, seed=seed)
 
 
 def _balanced(rows: Sequence[Row], *, seed: int | str) -> list[Row]:

@@ -80,7 +80,8 @@ class CycleConfig:
     sft_lr: float = 2e-4
     base: str | None = None  # the served model to fine-tune (GGUF, HF dir or hub id; None: bundled)
     refresh_critics: bool = False  # retrain value/PRM/ORM each cycle on the search trees' paths
-    critic_steps: int = 40  # optimizer steps per critic when refreshing
+    critic_steps: int = 40  # optimizer steps of the critic adapter when refreshing
+    critic_synthetic_problems: int = 1000  # generated problems whose references and corruptions join the rows
     search_tokens: int | None = None  # one budget of policy completion tokens for a cycle's searches
     eval_methods: tuple[str, ...] = ("greedy", "mcts")
     concurrency: int = 8

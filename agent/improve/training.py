@@ -83,8 +83,10 @@ async def step_critics(k: int, cfg: CycleConfig, out: Path) -> dict[str, tuple[s
         await anyio.to_thread.run_sync(write_lines_atomic, path, lines)
         command = [sys.executable, "-m", "finetune.critics", "--trajectories", str(path), "--out", str(out)]
         command += ["--no-calibrate", "--max-steps", str(cfg.critic_steps), "--seed", str(cfg.seed)]
+        command += ["--problems", "0", "--synthetic-problems", str(cfg.critic_synthetic_problems)]
         if cfg.base:
             command += ["--base", cfg.base]
         await _run_job(command, out, what="critic training")
     training = json.loads(await manifest.read_text())["training"]
-    return {role: (f"cycle_{k}_{role}", out / role / training[role]["served"]) for role in CRITIC_ROLES}
+    # one adapter answers the three roles' questions; each role names it (served once per name)
+    return {role: (f"cycle_{k}_{role}", out / training[role]["served"]) for role in CRITIC_ROLES}

@@ -1,0 +1,239 @@
+"""How well do the critics tell right from wrong on the policy's own solutions to held-out problems?
+
+    PYTHONPATH=. python bench/critics.py                                   # arith test split, 200 x 4
+    PYTHONPATH=. python bench/critics.py --task gsm8k --data ../shared/data/gsm8k/test.jsonl --limit 100
+
+1. Paths: the bundled policy (embedded llama.cpp server) writes ``--samples`` solutions (T=0.8) to each
+   of the first ``--limit`` problems (the arith TEST split by default: never trained on); each is graded.
+   Cached in ``--out`` (``paths.jsonl``), so a rerun scores again without sampling.
+2. Labels: ORM = the final grade; value = the Monte-Carlo success rate of the samples through a prefix
+   (0 once the prefix holds a wrong step, where steps are labelled); PRM = the first wrong step, found
+   against the generator's reference (``agent.improve.synth.label_policy_steps``; arith only).
+3. Critics, each in every role it has: ``untrained`` (the base model asked the same question),
+   ``trained`` (the shipped critic, or ``--adapter``, with its fitted temperatures), ``arithmetic``
+   (the tool re-check) and ``checked`` (trained, capped by the re-check).
+4. Tables: per role and critic, n, positives, AUC, ECE, Brier, precision and recall at 0.5; for the
+   PRM also how often the first step it scores below 0.5 is the labelled first wrong step ("first
+   wrong found", over wrong solutions whose first wrong step is labelled). Written to
+   ``critics.md`` and ``critics.json`` in ``--out``.
+
+Value rows are capped at ``--max-prefixes`` (a seeded sample) to bound the number of requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from agent.clients import Endpoint, LlamaCppBackend, Sampling
+from agent.critics import ArithmeticCritic, CheckedCritic, GenerativeCritic
+from agent.critics.shipped import critic_temperatures, shipped_critic
+from agent.improve.calibration import calibration_report
+from agent.improve.critic_data import Trajectory, critic_rows, labelled_rows
+from agent.improve.synth import LabelledSolution, label_policy_steps
+from agent.prompts import get_format
+from agent.runs import write_json_atomic, write_lines_atomic
+from agent.tasks import get_task, load_task_problems
+from agent.tasks.grading import Grader
+from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
+
+ROLES = ("orm", "value", "prm")
+
+
+async def sample_paths(args: argparse.Namespace, url: str, problems: list[Any]) -> list[Trajectory]:
+    task, fmt = get_task(args.task), get_format("chatml")
+    sampling = Sampling(max_tokens=256, temperature=0.8, top_p=0.95, stop=fmt.stop, seed=args.seed)
+    out: list[Trajectory] = []
+    async with Endpoint(LlamaCppBackend(url, max_n=8), max_concurrency=8) as endpoint, Grader() as grader:
+
+        async def one(problem: Any) -> None:
+            question = problem.question
+            prompt = fmt.render(instruction=task.instruction, examples=task.few_shot(), question=question)
+            result = await endpoint.complete(prompt, sampling, n=args.samples)
+            for c in result.completions:
+                steps = tuple(s.strip() for s in c.text.split("\n") if s.strip())
+                answer = task.extract_answer(c.text)
+                correct = await grader.grade(answer, problem.gold)
+                out.append(Trajectory(problem.id, problem.question, problem.gold, steps, answer, correct))
+
+        async with anyio.create_task_group() as tg:
+            for problem in problems:
+                tg.start_soon(one, problem)
+    out.sort(key=lambda t: (t.problem_id, t.steps))
+    return out
+
+
+def labelled(args: argparse.Namespace, problems: list[Any], paths: list[Trajectory]) -> tuple[Any, list[Any]]:
+    """Critic rows of the paths, and the wrong solutions with a labelled first wrong step (arith)."""
+    if args.task != "arith":
+        return critic_rows([t for t in paths if t.steps]), []
+    by_id = {p.id: p for p in problems}
+    solutions = []
+    for t in paths:
+        if not t.steps:
+            continue
+        first = None if t.correct else label_policy_steps(by_id[t.problem_id], t.steps)
+        if not t.correct and first is None:
+            first = len(t.steps) - 1
+        gold = t.gold or ""
+        solutions.append(
+            LabelledSolution(t.problem_id, t.question, gold, t.steps, first, t.correct, "policy")
+        )
+    rows = labelled_rows(solutions, optimistic=False)
+    wrong = [s for s in solutions if s.first_wrong is not None]
+    return rows, wrong
+
+
+def critic_sets(args: argparse.Namespace, url: str, index: int) -> dict[str, dict[str, Any]]:
+    """name -> role -> critic. ``index`` is the trained adapter's llama.cpp index."""
+    fmt = get_format("chatml")
+    temperatures = critic_temperatures(args.adapter) if args.adapter else shipped_critic().temperatures
+    trained_ep = Endpoint(LlamaCppBackend(url, lora=((index, 1.0),)), max_concurrency=8)
+    base_ep = Endpoint(LlamaCppBackend(url, lora=((index, 0.0),)), max_concurrency=8)
+    sets: dict[str, dict[str, Any]] = {"untrained": {}, "trained": {}, "arithmetic": {}, "checked": {}}
+    for role in ROLES:
+        sets["untrained"][role] = GenerativeCritic(base_ep, fmt, role=role)
+        trained = GenerativeCritic(trained_ep, fmt, role=role, temperature=temperatures.get(role, 1.0))
+        sets["trained"][role] = trained
+        sets["arithmetic"][role] = ArithmeticCritic(role)
+        sets["checked"][role] = CheckedCritic(trained)
+    return sets
+
+
+async def score_all(critic: Any, states: list[tuple[str, tuple[str, ...]]]) -> list[float]:
+    scores = [0.0] * len(states)
+
+    async def one(i: int) -> None:
+        scores[i] = (await critic.score(*states[i])).p
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(states)):
+            tg.start_soon(one, i)
+    return scores
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    args.out.mkdir(parents=True, exist_ok=True)
+    problems = load_task_problems(args.task, data=args.data, split="test", limit=args.limit, seed=args.seed)
+    adapter = Path(args.adapter) if args.adapter else shipped_critic().adapter
+    config = EmbeddedServerConfig(lora=(adapter,), log_file=args.out / "server.log")
+    paths_file = args.out / "paths.jsonl"
+    results: dict[str, Any] = {}
+    async with EmbeddedServer(config) as server:
+        if paths_file.is_file():
+            records = map(json.loads, paths_file.read_text().splitlines())
+            paths = [Trajectory(**{**r, "steps": tuple(r["steps"])}) for r in records]
+        else:
+            paths = await sample_paths(args, server.url, problems)
+            write_lines_atomic(paths_file, [json.dumps(_asdict(t)) for t in paths])
+        rows, wrong = labelled(args, problems, paths)
+        rng = random.Random(f"bench-critics\0{args.seed}")
+        value_rows = rows.value
+        if len(value_rows) > args.max_prefixes:
+            value_rows = rng.sample(value_rows, args.max_prefixes)
+        wrong = wrong if len(wrong) <= args.max_wrong else rng.sample(wrong, args.max_wrong)
+        role_rows = {"orm": rows.orm, "value": value_rows, "prm": rows.prm if args.task == "arith" else []}
+        results["paths"] = {
+            "problems": len(problems),
+            "paths": len(paths),
+            "correct": sum(t.correct for t in paths),
+            "covered": len({t.problem_id for t in paths if t.correct}),
+        }
+        sets = critic_sets(args, server.url, 0)
+        table: dict[str, Any] = {}
+        for name, by_role in sets.items():
+            for role in ROLES:
+                data = role_rows[role]
+                if not data:
+                    continue
+                scores = await score_all(by_role[role], [(r.question, r.steps) for r in data])
+                report = calibration_report(scores, [r.label for r in data])
+                table[f"{role} {name}"] = _asdict(report)
+            if wrong and args.task == "arith":
+                table[f"prm {name}"]["first_wrong_found"] = await first_wrong_found(by_role["prm"], wrong)
+                table[f"prm {name}"]["first_wrong_n"] = len(wrong)
+        results["table"] = table
+    write_json_atomic(args.out / "critics.json", results)
+    text = format_markdown(results, args)
+    (args.out / "critics.md").write_text(text)
+    print(text)
+    return results
+
+
+async def first_wrong_found(prm: Any, wrong: list[LabelledSolution]) -> float:
+    """Share of wrong solutions whose first step scored below 0.5 is the labelled first wrong step."""
+    hits = 0
+
+    async def one(s: LabelledSolution) -> None:
+        nonlocal hits
+        states = [(s.question, s.steps[: k + 1]) for k in range(len(s.steps))]
+        scores = await score_all(prm, states)
+        predicted = next((k for k, p in enumerate(scores) if p < 0.5), None)
+        hits += predicted == s.first_wrong
+
+    async with anyio.create_task_group() as tg:
+        for s in wrong:
+            tg.start_soon(one, s)
+    return hits / len(wrong)
+
+
+def _asdict(value: Any) -> Any:
+    from dataclasses import asdict
+
+    return asdict(value)
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def format_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
+    p = results["paths"]
+    lines = [
+        f"Critics on the policy's own solutions: {args.task} "
+        f"({'test split' if args.task == 'arith' else args.data}), {p['problems']} problems x {args.samples} "
+        f"samples = {p['paths']} paths, {p['correct']} right; "
+        f"gold among the samples for {p['covered']} problems.",
+        "",
+        "| role | critic | n | positives | AUC | ECE | Brier | precision | recall | first wrong found |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in results["table"].items():
+        role, name = key.split(" ", 1)
+        found = r.get("first_wrong_found")
+        found_cell = f"{_f(found)} (n={r['first_wrong_n']})" if found is not None else ""
+        lines.append(
+            f"| {role} | {name} | {r['n']} | {r['positives']} | {_f(r['auc'])} | {_f(r['ece'])} | "
+            f"{_f(r['brier'])} | {_f(r['precision'])} | {_f(r['recall'])} | {found_cell} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("arith", "gsm8k"), default="arith")
+    parser.add_argument("--data", help="a JSONL file of the task (gsm8k)")
+    parser.add_argument("--limit", type=int, default=200, help="problems (the first N of the test split)")
+    parser.add_argument("--samples", type=int, default=4, help="solutions sampled per problem")
+    parser.add_argument("--adapter", type=Path, help="trained critic GGUF (default: the shipped one)")
+    parser.add_argument("--max-prefixes", type=int, default=800, help="value rows scored at most")
+    parser.add_argument("--max-wrong", type=int, default=300, help="wrong solutions for 'first wrong found'")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/critics"))
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    anyio.run(run, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
