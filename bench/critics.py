@@ -14,10 +14,17 @@
    (the tool re-check) and ``checked`` (trained, capped by the re-check).
 4. Tables: per role and critic, n, positives, AUC, ECE, Brier, precision and recall at 0.5; for the
    PRM also how often the first step it scores below 0.5 is the labelled first wrong step ("first
-   wrong found", over wrong solutions whose first wrong step is labelled). Written to
-   ``critics.md`` and ``critics.json`` in ``--out``.
+   wrong found", over wrong solutions whose first wrong step is labelled). Then what the critics
+   buy downstream on the same samples: per problem, the majority answer of the ``--samples``
+   solutions (self-consistency) and the answer of the solution each ORM scores highest (re-rank),
+   with 95% Wilson intervals, and coverage (the gold among the samples), for the first k = 1, 2, 4,
+   ... samples: the test-time compute picture, plotted as ``compute_curve.png`` (accuracy against
+   policy completion tokens per problem) with any ``--points`` (``agent.evaluate`` output
+   directories, e.g. greedy and ηMCTS runs on the same problems). Written to ``critics.md`` and
+   ``critics.json`` in ``--out``.
 
-Value rows are capped at ``--max-prefixes`` (a seeded sample) to bound the number of requests.
+Value and PRM rows are each capped at ``--max-prefixes`` (a seeded sample) to bound the number of
+requests; the ``checked`` critic reuses the trained critic's scores, so it costs no extra requests.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _common import wilson_interval
 
 from agent.clients import Endpoint, LlamaCppBackend, Sampling
 from agent.critics import ArithmeticCritic, CheckedCritic, GenerativeCritic
@@ -46,8 +54,13 @@ from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
 ROLES = ("orm", "value", "prm")
 
 
-async def sample_paths(args: argparse.Namespace, url: str, problems: list[Any]) -> list[Trajectory]:
+async def sample_paths(
+    args: argparse.Namespace, url: str, problems: list[Any]
+) -> tuple[list[Trajectory], dict[str, int]]:
+    """``--samples`` graded solutions per problem, in the order sampled, and each problem's completion
+    tokens."""
     task, fmt = get_task(args.task), get_format("chatml")
+    tokens: dict[str, int] = {}
     sampling = Sampling(max_tokens=256, temperature=0.8, top_p=0.95, stop=fmt.stop, seed=args.seed)
     out: list[Trajectory] = []
     async with Endpoint(LlamaCppBackend(url, max_n=8), max_concurrency=8) as endpoint, Grader() as grader:
@@ -56,6 +69,7 @@ async def sample_paths(args: argparse.Namespace, url: str, problems: list[Any]) 
             question = problem.question
             prompt = fmt.render(instruction=task.instruction, examples=task.few_shot(), question=question)
             result = await endpoint.complete(prompt, sampling, n=args.samples)
+            tokens[problem.id] = result.usage.completion_tokens
             for c in result.completions:
                 steps = tuple(s.strip() for s in c.text.split("\n") if s.strip())
                 answer = task.extract_answer(c.text)
@@ -65,8 +79,8 @@ async def sample_paths(args: argparse.Namespace, url: str, problems: list[Any]) 
         async with anyio.create_task_group() as tg:
             for problem in problems:
                 tg.start_soon(one, problem)
-    out.sort(key=lambda t: (t.problem_id, t.steps))
-    return out
+    out.sort(key=lambda t: t.problem_id)  # stable: each problem's samples stay in sampling order
+    return out, tokens
 
 
 def labelled(args: argparse.Namespace, problems: list[Any], paths: list[Trajectory]) -> tuple[Any, list[Any]]:
@@ -90,6 +104,20 @@ def labelled(args: argparse.Namespace, problems: list[Any], paths: list[Trajecto
     return rows, wrong
 
 
+class _Memo:
+    """A critic that remembers its scores, so that ``checked`` reuses ``trained``'s requests."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.role = inner, inner.name, inner.role
+        self.seen: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    async def score(self, question: str, steps: Any) -> Any:
+        key = (question, tuple(steps))
+        if key not in self.seen:
+            self.seen[key] = await self.inner.score(question, steps)
+        return self.seen[key]
+
+
 def critic_sets(args: argparse.Namespace, url: str, index: int) -> dict[str, dict[str, Any]]:
     """name -> role -> critic. ``index`` is the trained adapter's llama.cpp index."""
     fmt = get_format("chatml")
@@ -99,7 +127,7 @@ def critic_sets(args: argparse.Namespace, url: str, index: int) -> dict[str, dic
     sets: dict[str, dict[str, Any]] = {"untrained": {}, "trained": {}, "arithmetic": {}, "checked": {}}
     for role in ROLES:
         sets["untrained"][role] = GenerativeCritic(base_ep, fmt, role=role)
-        trained = GenerativeCritic(trained_ep, fmt, role=role, temperature=temperatures.get(role, 1.0))
+        trained = _Memo(GenerativeCritic(trained_ep, fmt, role=role, temperature=temperatures.get(role, 1.0)))
         sets["trained"][role] = trained
         sets["arithmetic"][role] = ArithmeticCritic(role)
         sets["checked"][role] = CheckedCritic(trained)
@@ -123,22 +151,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     problems = load_task_problems(args.task, data=args.data, split="test", limit=args.limit, seed=args.seed)
     adapter = Path(args.adapter) if args.adapter else shipped_critic().adapter
     config = EmbeddedServerConfig(lora=(adapter,), log_file=args.out / "server.log")
-    paths_file = args.out / "paths.jsonl"
+    paths_file, tokens_file = args.out / "paths.jsonl", args.out / "tokens.json"
     results: dict[str, Any] = {}
     async with EmbeddedServer(config) as server:
         if paths_file.is_file():
             records = map(json.loads, paths_file.read_text().splitlines())
             paths = [Trajectory(**{**r, "steps": tuple(r["steps"])}) for r in records]
         else:
-            paths = await sample_paths(args, server.url, problems)
+            paths, tokens = await sample_paths(args, server.url, problems)
+            write_json_atomic(tokens_file, tokens)
             write_lines_atomic(paths_file, [json.dumps(_asdict(t)) for t in paths])
         rows, wrong = labelled(args, problems, paths)
         rng = random.Random(f"bench-critics\0{args.seed}")
-        value_rows = rows.value
+        value_rows, prm_rows = rows.value, rows.prm
         if len(value_rows) > args.max_prefixes:
             value_rows = rng.sample(value_rows, args.max_prefixes)
+        if len(prm_rows) > args.max_prefixes:
+            prm_rows = rng.sample(prm_rows, args.max_prefixes)
         wrong = wrong if len(wrong) <= args.max_wrong else rng.sample(wrong, args.max_wrong)
-        role_rows = {"orm": rows.orm, "value": value_rows, "prm": rows.prm if args.task == "arith" else []}
+        role_rows = {"orm": rows.orm, "value": value_rows, "prm": prm_rows if args.task == "arith" else []}
         results["paths"] = {
             "problems": len(problems),
             "paths": len(paths),
@@ -159,11 +190,129 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 table[f"prm {name}"]["first_wrong_found"] = await first_wrong_found(by_role["prm"], wrong)
                 table[f"prm {name}"]["first_wrong_n"] = len(wrong)
         results["table"] = table
+        tokens = json.loads(tokens_file.read_text())
+        results["downstream"] = await downstream(sets, paths, tokens, args.samples)
+    points = results["downstream"]["points"] + extra_points(args.points)
+    title = f"{args.task}: {results['paths']['problems']} held-out problems"
+    plot_curve(points, args.out / "compute_curve.png", title)
+    results["curve"] = points
     write_json_atomic(args.out / "critics.json", results)
     text = format_markdown(results, args)
     (args.out / "critics.md").write_text(text)
     print(text)
     return results
+
+
+async def downstream(
+    sets: dict[str, dict[str, Any]], paths: list[Trajectory], tokens: dict[str, int], samples: int
+) -> dict[str, Any]:
+    """Self-consistency and each critic's ORM re-rank over the first k samples of every problem, for
+    k = 1, 2, 4, ... up to ``samples``: accuracy, its interval, coverage and completion tokens."""
+    from collections import Counter
+
+    from agent.tasks.answers import normalize_number
+
+    by_problem: dict[str, list[Trajectory]] = {}
+    for t in paths:
+        by_problem.setdefault(t.problem_id, []).append(t)
+    n = len(by_problem)
+    orm_scores: dict[str, dict[str, list[float]]] = {}
+    for name, by_role in sets.items():
+        orm_scores[name] = {}
+        for pid, group in by_problem.items():
+            states = [(t.question, t.steps) for t in group]
+            scores = await score_all(by_role["orm"], [s for s in states if s[1]])
+            it = iter(scores)
+            orm_scores[name][pid] = [next(it) if t.steps else -1.0 for t in group]
+    per_sample = sum(tokens.get(pid, 0) for pid in by_problem) / max(1, n * samples)
+    points: list[dict[str, Any]] = []
+    ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= samples]
+    for k in ks:
+        right: dict[str, int] = {"self-consistency": 0} | {f"rerank {name}": 0 for name in sets}
+        covered = 0
+        for pid, group in by_problem.items():
+            first = group[:k]
+            covered += any(t.correct for t in first)
+            counts = Counter(normalize_number(t.answer) for t in first if t.answer is not None)
+            if counts:
+                top = counts.most_common(1)[0][0]
+                right["self-consistency"] += next(
+                    t.correct for t in first if t.answer is not None and normalize_number(t.answer) == top
+                )
+            for name in sets:
+                scores = orm_scores[name][pid][:k]
+                answered = [i for i, t in enumerate(first) if t.answer is not None and t.steps]
+                if answered:
+                    right[f"rerank {name}"] += first[max(answered, key=lambda i: scores[i])].correct
+        for method, r in right.items():
+            lo, hi = wilson_interval(r, n)
+            points.append(
+                {
+                    "method": method,
+                    "k": k,
+                    "correct": r,
+                    "problems": n,
+                    "accuracy": r / n,
+                    "interval": [lo, hi],
+                    "coverage": covered / n,
+                    "completion_tokens": round(k * per_sample, 1),
+                }
+            )
+    return {"problems": n, "samples": samples, "points": points}
+
+
+def extra_points(dirs: list[Path]) -> list[dict[str, Any]]:
+    """Points from ``agent.evaluate`` output directories (greedy, ηMCTS, ...), by their summaries."""
+    points = []
+    for d in dirs:
+        summary = json.loads((d / "summary.json").read_text())
+        n, right = summary["problems"], summary["correct"]
+        lo, hi = wilson_interval(right, n)
+        settings = summary.get("settings", {})
+        sims = (settings.get("search") or {}).get("simulations")
+        label = summary.get("method") or d.name
+        points.append(
+            {
+                "method": f"{label}" + (f" ({settings.get('critics')} critics)" if sims else ""),
+                "k": sims or 1,
+                "correct": right,
+                "problems": n,
+                "accuracy": right / n,
+                "interval": [lo, hi],
+                "coverage": summary.get("coverage"),
+                "completion_tokens": summary["tokens_per_problem"]["completion"],
+            }
+        )
+    return points
+
+
+def plot_curve(points: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Accuracy against completion tokens per problem, one line per method, 95% intervals."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for point in points:
+        methods.setdefault(point["method"], []).append(point)
+    for method, group in methods.items():
+        group.sort(key=lambda p: p["completion_tokens"])
+        xs = [p["completion_tokens"] for p in group]
+        ys = [p["accuracy"] for p in group]
+        err = [
+            [y - p["interval"][0] for y, p in zip(ys, group, strict=True)],
+            [p["interval"][1] - y for y, p in zip(ys, group, strict=True)],
+        ]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)
+        for x, y, p in zip(xs, ys, group, strict=True):
+            ax.annotate(str(p["k"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("policy completion tokens per problem (log)")
+    ax.set_ylabel("accuracy (95% Wilson interval)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.savefig(path, dpi=120)
 
 
 async def first_wrong_found(prm: Any, wrong: list[LabelledSolution]) -> float:
@@ -212,6 +361,22 @@ def format_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"| {role} | {name} | {r['n']} | {r['positives']} | {_f(r['auc'])} | {_f(r['ece'])} | "
             f"{_f(r['brier'])} | {_f(r['precision'])} | {_f(r['recall'])} | {found_cell} |"
         )
+    d = results["downstream"]
+    lines += [
+        "",
+        f"Accuracy against policy completion tokens ({d['problems']} problems; SC@k and re-rank@k use the "
+        f"first k of the {d['samples']} samples of each problem):",
+        "",
+        "| method | k / simulations | accuracy | 95% interval | coverage | completion tokens/problem |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in results["curve"]:
+        lo, hi = p["interval"]
+        cov = "-" if p["coverage"] is None else f"{p['coverage']:.3f}"
+        lines.append(
+            f"| {p['method']} | {p['k']} | {p['correct']}/{p['problems']} = {p['accuracy']:.3f} | "
+            f"{lo:.3f}-{hi:.3f} | {cov} | {p['completion_tokens']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -222,8 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=200, help="problems (the first N of the test split)")
     parser.add_argument("--samples", type=int, default=4, help="solutions sampled per problem")
     parser.add_argument("--adapter", type=Path, help="trained critic GGUF (default: the shipped one)")
-    parser.add_argument("--max-prefixes", type=int, default=800, help="value rows scored at most")
+    parser.add_argument("--max-prefixes", type=int, default=800, help="value (and PRM) rows scored at most")
     parser.add_argument("--max-wrong", type=int, default=300, help="wrong solutions for 'first wrong found'")
+    parser.add_argument(
+        "--points", type=Path, nargs="*", default=[], help="agent.evaluate output dirs to add to the plot"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/critics"))
     return parser
