@@ -61,7 +61,8 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
         "--critics",
         choices=CRITICS,
         default="arithmetic",
-        help="arithmetic, generative, mixed (no training) or trained (AGENT_CRITIC_ADAPTERS)",
+        help="arithmetic, generative, mixed (no training); trained (AGENT_CRITIC_ADAPTERS, else the critic "
+        "shipped for the bundled model) or checked (trained, capped by the arithmetic re-check); none",
     )
 
 

@@ -203,6 +203,7 @@ def train_lora(
     ``out_dir`` gets ``adapter_model.safetensors`` + ``adapter_config.json`` (PEFT) and
     ``train_log.jsonl`` (one row per optimizer step). On a CPU, the same seed gives the same run.
     """
+    import torch
     from peft import PeftModel
 
     if not examples:
@@ -213,6 +214,7 @@ def train_lora(
     train_set, truncated = _dataset(tokenizer, examples, max_len=config.max_len)
     eval_set = _dataset(tokenizer, eval_examples, max_len=config.max_len)[0] if eval_examples else None
     ours = not isinstance(model, PeftModel)
+    torch.manual_seed(config.seed)  # the LoRA A matrices' initialisation
     peft_model = _wrap(model, config) if ours else model
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -289,28 +291,30 @@ def _run(
             batch["target"] = torch.tensor([r["target"] for r in rows], dtype=torch.float32)
         return batch
 
-    args = SFTConfig(
-        output_dir=str(tmp / "trainer"),
-        max_steps=total,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=1,
-        eval_strategy="steps" if eval_set is not None else "no",
-        eval_steps=config.eval_every,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        max_length=None,
-        dataset_kwargs={"skip_prepare_dataset": True},
-        use_cpu=not torch.cuda.is_available(),
-    )
+    with warnings.catch_warnings():  # transformers 5 renames TrainingArguments fields that TRL still sets
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        args = SFTConfig(
+            output_dir=str(tmp / "trainer"),
+            max_steps=total,
+            per_device_train_batch_size=config.batch_size,
+            per_device_eval_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.grad_accum,
+            learning_rate=config.lr,
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+            seed=config.seed,
+            data_seed=config.seed,
+            logging_steps=1,
+            eval_strategy="steps" if eval_set is not None else "no",
+            eval_steps=config.eval_every,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            max_length=None,
+            dataset_kwargs={"skip_prepare_dataset": True},
+            use_cpu=not torch.cuda.is_available(),
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -338,26 +342,26 @@ def _run(
                 if stopper.stop:
                     control.should_training_stop = True
 
-    trainer = critic_trainer()(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        processing_class=tokenizer,
-        data_collator=collate_rows,
-        optimizers=(optimizer, scheduler),
-        callbacks=[Recorder()],
-        yes_no=yes_no,
-    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
+        trainer = critic_trainer()(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            processing_class=tokenizer,
+            data_collator=collate_rows,
+            optimizers=(optimizer, scheduler),
+            callbacks=[Recorder()],
+            yes_no=yes_no,
+        )
         trainer.train()
-    if eval_set is not None and (not log or "eval_loss" not in log[-1]) and not stopper.stop:
-        loss = float(trainer.evaluate()["eval_loss"])
-        if log:
-            log[-1]["eval_loss"] = loss
-        stopper.update(loss, step=len(log), model=model)
+        if eval_set is not None and (not log or "eval_loss" not in log[-1]) and not stopper.stop:
+            loss = float(trainer.evaluate()["eval_loss"])
+            if log:
+                log[-1]["eval_loss"] = loss
+            stopper.update(loss, step=len(log), model=model)
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state, strict=False)
     with log_path.open("w") as f:
