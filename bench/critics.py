@@ -105,7 +105,8 @@ def labelled(args: argparse.Namespace, problems: list[Any], paths: list[Trajecto
 
 
 class _Memo:
-    """A critic that remembers its scores, so that ``checked`` reuses ``trained``'s requests."""
+    """A critic that remembers its scores, so that ``checked`` reuses ``trained``'s requests and the
+    downstream re-rank reuses the table's."""
 
     def __init__(self, inner: Any) -> None:
         self.inner, self.name, self.role = inner, inner.name, inner.role
@@ -126,7 +127,7 @@ def critic_sets(args: argparse.Namespace, url: str, index: int) -> dict[str, dic
     base_ep = Endpoint(LlamaCppBackend(url, lora=((index, 0.0),)), max_concurrency=8)
     sets: dict[str, dict[str, Any]] = {"untrained": {}, "trained": {}, "arithmetic": {}, "checked": {}}
     for role in ROLES:
-        sets["untrained"][role] = GenerativeCritic(base_ep, fmt, role=role)
+        sets["untrained"][role] = _Memo(GenerativeCritic(base_ep, fmt, role=role))
         trained = _Memo(GenerativeCritic(trained_ep, fmt, role=role, temperature=temperatures.get(role, 1.0)))
         sets["trained"][role] = trained
         sets["arithmetic"][role] = ArithmeticCritic(role)
@@ -268,12 +269,11 @@ def extra_points(dirs: list[Path]) -> list[dict[str, Any]]:
         summary = json.loads((d / "summary.json").read_text())
         n, right = summary["problems"], summary["correct"]
         lo, hi = wilson_interval(right, n)
-        settings = summary.get("settings", {})
-        sims = (settings.get("search") or {}).get("simulations")
-        label = summary.get("method") or d.name
+        solver = summary.get("settings", {}).get("solver") or {}
+        sims = (solver.get("search") or {}).get("simulations") if solver.get("method") == "mcts" else None
         points.append(
             {
-                "method": f"{label}" + (f" ({settings.get('critics')} critics)" if sims else ""),
+                "method": f"{d.name} (n={n})",
                 "k": sims or 1,
                 "correct": right,
                 "problems": n,

@@ -84,3 +84,10 @@ def test_set_keeps_text_fields_as_text() -> None:
     args = parser.parse_args(["--set", "merge=none", "--set", "c=1.5", "--set", "max_depth=3"])
     config = search_config(args)
     assert config.merge == "none" and config.c == 1.5 and config.max_depth == 3
+
+
+def test_solve_defaults_to_self_consistency_at_8() -> None:
+    from agent.solve import build_parser
+
+    args = build_parser().parse_args(["question"])
+    assert (args.method, args.n) == ("sc", 8)

@@ -370,7 +370,8 @@ def test_soft_targets_train_the_yes_share_to_the_target(
     config = LoraTrainConfig(max_steps=40, batch_size=2, lr=3e-3, warmup_ratio=0.0, layers=4, r=8)
     result = train_lora(model, tokenizer, examples, config=config, out_dir=tmp_path / "soft")
     yes, no = lora.label_ids(tokenizer)
-    peft_model = PeftModel.from_pretrained(model, str(result.adapter_dir))
+    with quiet():
+        peft_model = PeftModel.from_pretrained(model, str(result.adapter_dir))
     try:
         with torch.no_grad():
             for prompt, target in zip(prompts, (0.75, 0.2), strict=True):

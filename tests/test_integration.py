@@ -106,6 +106,8 @@ def test_solve_cli_prints_an_answer(embedded_url: str, capsys: pytest.CaptureFix
             embedded_url,
             "--backend",
             "llamacpp",
+            "--method",
+            "greedy",
             "-v",
             "Tom has 2 cats and gets 1 more. How many cats?",
         ]
