@@ -139,14 +139,13 @@ async def solve_problem(
     if not problem.question.strip():
         raise InputError(f"problem {problem.id!r} has an empty question; give the text of a problem")
     try:
-        if config.method == "mcts":
+        critics: dict[str, Critic] = {}
+        if config.method in ("mcts", "rerank"):
+            adapters, temperatures = critic_adapters, critic_temperatures
             critics = build_critics(
-                config.critics,
-                policy=policy,
-                fmt=fmt,
-                adapters=critic_adapters,
-                temperatures=critic_temperatures,
+                config.critics, policy=policy, fmt=fmt, adapters=adapters, temperatures=temperatures
             )
+        if config.method == "mcts":
             return await _solve_mcts(
                 problem,
                 policy=policy,
@@ -159,14 +158,7 @@ async def solve_problem(
             )
         solution = await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
         if config.method == "rerank":
-            orm = build_critics(
-                config.critics,
-                policy=policy,
-                fmt=fmt,
-                adapters=critic_adapters,
-                temperatures=critic_temperatures,
-            ).get("orm")
-            return await _rerank(problem, solution, orm=orm, task=task, config=config)
+            return await _rerank(problem, solution, orm=critics.get("orm"), task=task, config=config)
         return solution
     except PromptTooLong as exc:
         raise InputError(
