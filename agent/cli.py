@@ -40,6 +40,11 @@ def add_policy_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", choices=("openai", "sglang", "llamacpp"), help="API dialect of --url")
     group.add_argument("--model", help="model name sent with OpenAI-style requests")
     group.add_argument("--prompt-format", choices=("chatml", "llama3", "gemma", "plain"))
+    group.add_argument(
+        "--prompt",
+        help="prompt variant of the task (instruction and worked examples): house, mixed-8, mixed-4, "
+        "plain-8, zero-shot (math: house); default: AGENT_PROMPT, else the task's measured default",
+    )
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default=None, help="default: warning"
     )
@@ -140,6 +145,8 @@ def policy_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None
     }
     overrides: dict[str, Any] = {"policy": policy} if policy else {}
+    if getattr(args, "prompt", None) is not None:
+        overrides["prompt"] = args.prompt
     if args.log_level:
         overrides["log_level"] = args.log_level
     return overrides

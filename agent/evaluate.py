@@ -222,6 +222,7 @@ async def evaluate(
     start = time.perf_counter()
     settings = {
         "task": task.name,
+        "prompt": task.prompt.identity(),
         "method": config.method,
         "n": config.n if config.method in ("sc", "rerank") else 1,
         "solver": config.as_dict(),
@@ -335,7 +336,7 @@ async def _main(args: argparse.Namespace) -> int:
 
     settings = load_settings(**policy_overrides(args))
     config = solver_config(args)
-    task = get_task(args.task)
+    task = get_task(args.task, prompt=settings.prompt)
     problems = load_task_problems(
         args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed
     )

@@ -21,7 +21,7 @@ from agent.errors import ConfigError, DataError
 __all__ = ["RunDir", "write_json_atomic", "write_lines_atomic"]
 
 # Keys of run.json that must match for results to be comparable on resume.
-_IDENTITY_KEYS = ("task", "data", "method", "n", "solver")
+_IDENTITY_KEYS = ("task", "prompt", "data", "method", "n", "solver")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # A cheaper policy for fast rollouts; without a URL the policy endpoint is used.
     rollout: EndpointSettings = EndpointSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
+    # The policy prompt variant (agent.tasks.variants: instruction and worked examples); default:
+    # the task's default, chosen by bench/prompts.py.
+    prompt: str | None = None
     # Trained critics served as LoRA adapters of the policy's server, by role (value, prm, orm):
     # a llama.cpp adapter index, an SGLang adapter name, or an OpenAI-style model name.
     critic_adapters: dict[Literal["value", "prm", "orm"], str] = {}

@@ -29,20 +29,26 @@ async def solve(
     *,
     method: Method = "greedy",
     task: str = "gsm8k",
+    prompt: str | None = None,
     config: SolverConfig | None = None,
     settings: Settings | None = None,
     policy: Policy | None = None,
 ) -> Solution:
     """Solve ``question`` with ``method`` (or a full ``config``); uses ``policy`` if given, else opens
-    one from ``settings`` (or the environment)."""
+    one from ``settings`` (or the environment). ``prompt`` names the task's prompt variant (default:
+    ``settings.prompt``, else the task's default)."""
     if not question.strip():
         raise InputError("the question is empty; pass the text of a problem to solve")
     config = config or SolverConfig(method=method)
     problem = Problem(id="question", question=question)
     if policy is not None:
-        return await solve_with(policy, problem, task=get_task(task), config=config)
-    async with open_policy(settings or load_settings(), critics=config.critics) as opened:
-        return await solve_with(opened, problem, task=get_task(task), config=config)
+        named = prompt if prompt is not None else (settings.prompt if settings else None)
+        chosen = get_task(task, prompt=named)
+        return await solve_with(policy, problem, task=chosen, config=config)
+    settings = settings or load_settings()
+    chosen = get_task(task, prompt=prompt if prompt is not None else settings.prompt)
+    async with open_policy(settings, critics=config.critics) as opened:
+        return await solve_with(opened, problem, task=chosen, config=config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -414,10 +414,11 @@ def _options(args: argparse.Namespace) -> tuple[list[Point], dict[str, Any]]:
 async def _main(
     args: argparse.Namespace, points: list[Point], problems: list[Problem], info: dict[str, Any]
 ) -> int:
-    async with open_policy(load_settings(**policy_overrides(args)), critics=args.critics) as policy:
+    settings = load_settings(**policy_overrides(args))
+    async with open_policy(settings, critics=args.critics) as policy:
         results = await run_points(
             problems,
-            task=get_task(args.task),
+            task=get_task(args.task, prompt=settings.prompt),
             policy=policy,
             points=points,
             out=args.out,

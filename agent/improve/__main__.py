@@ -48,6 +48,7 @@ async def _main(args: argparse.Namespace) -> int:
     cfg = CycleConfig(
         name=args.name,
         task=args.task,
+        prompt=settings.prompt,
         train_prompts=args.train_prompts,
         heldout=args.heldout,
         synthetic_ratio=args.synthetic_ratio,

@@ -67,6 +67,7 @@ class CycleConfig:
 
     name: str = "loop"
     task: str = "arith"
+    prompt: str | None = None  # the task's prompt variant (agent.tasks.variants; None: its default)
     train_prompts: int = 40  # real training prompts per cycle (imagination seeds)
     heldout: int = 40  # held-out test problems for evaluation
     synthetic_ratio: float = 0.5  # share of imagined prompts in the searched set
@@ -144,8 +145,10 @@ async def step_search(
     Each record also lists every terminal path of the tree, graded (the critics' training data).
     """
     run = RunDir(out)
+    task = get_task(cfg.task, prompt=cfg.prompt)
     settings = {
         "task": cfg.task,
+        "prompt": task.prompt.identity(),
         "data": "cycle prompts",
         "method": "mcts",
         "n": 1,
@@ -154,7 +157,6 @@ async def step_search(
     }
     records = await anyio.to_thread.run_sync(run.open, settings)
     done = {r["id"] for r in records}
-    task = get_task(cfg.task)
     config = SolverConfig(method="mcts", search=cfg.search, critics=critics)
     limiter = anyio.CapacityLimiter(cfg.concurrency)
     shared = None
@@ -207,7 +209,7 @@ def step_data(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> Path:
     path = out / "sft.jsonl"
     if _done(out):
         return path
-    task, rule = get_task(cfg.task), OptionRule(cfg.search.option)
+    task, rule = get_task(cfg.task, prompt=cfg.prompt), OptionRule(cfg.search.option)
     lines = []
     for j in range(1, k + 1):
         results = cfg.root / f"cycle_{j}" / "search" / "results.jsonl"
@@ -231,7 +233,7 @@ async def step_eval(
     cfg: CycleConfig, policy: Policy, out: Path, *, critics: CriticsKind
 ) -> dict[str, dict[str, Any]]:
     """Greedy and ηMCTS accuracy of the served policy on the held-out problems (resumable)."""
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, prompt=cfg.prompt)
     problems = load_task_problems(cfg.task, split="test", limit=cfg.heldout, seed=cfg.seed)
     results = {}
     for method in cfg.eval_methods:

@@ -10,19 +10,20 @@ __all__ = ["TASKS", "Problem", "Task", "get_task", "load_task_problems"]
 TASKS = ("arith", "gsm8k", "math")
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str, *, prompt: str | None = None) -> Task:
+    """The task ``name`` with the prompt variant ``prompt`` (default: the task's measured default)."""
     if name == "gsm8k":
         from agent.tasks.gsm8k import Gsm8kTask
 
-        return Gsm8kTask()
+        return Gsm8kTask(prompt)
     if name == "math":
         from agent.tasks.math import MathTask
 
-        return MathTask()
+        return MathTask(prompt)
     if name == "arith":
         from agent.tasks.arith import ArithTask
 
-        return ArithTask()
+        return ArithTask(prompt=prompt)
     raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
 
 

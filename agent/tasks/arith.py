@@ -35,15 +35,13 @@ from agent.errors import ConfigError
 from agent.tasks.answers import extract_answer as _extract_answer
 from agent.tasks.arith_scenarios import SCENARIOS, Draft, Reject
 from agent.tasks.base import Problem
+from agent.tasks.variants import HOUSE_INSTRUCTION, get_prompt
 
-__all__ = ["INSTRUCTION", "STEP_WEIGHTS", "ArithTask", "Split", "generate_problems"]
+__all__ = ["INSTRUCTION", "STEP_WEIGHTS", "ArithTask", "Split", "generate_problems", "house_examples"]
 
 Split = Literal["train", "test"]
 
-INSTRUCTION = (
-    "Solve the problem step by step, writing one short step per line with the arithmetic "
-    'written out, and finish with a line of the form "The answer is N."'
-)
+INSTRUCTION = HOUSE_INSTRUCTION
 
 STEP_WEIGHTS: dict[int, float] = {1: 0.40, 2: 0.35, 3: 0.25}
 """How often a problem needs 1, 2 or 3 steps (renormalized over the requested range)."""
@@ -126,16 +124,19 @@ class ArithTask:
     """Generated arithmetic word problems, answered in the house solution style."""
 
     name = "arith"
-    instruction = INSTRUCTION
 
-    def __init__(self, *, steps: tuple[int, int] = (1, 3), distractor_prob: float = 0.3) -> None:
+    def __init__(
+        self, *, steps: tuple[int, int] = (1, 3), distractor_prob: float = 0.3, prompt: str | None = None
+    ) -> None:
         _check(0, steps, distractor_prob, "test")
         self.steps = steps
         self.distractor_prob = distractor_prob
+        self.prompt = get_prompt(self.name, prompt)
+        self.instruction = self.prompt.instruction
 
     def few_shot(self) -> Sequence[tuple[str, str]]:
-        """Three fixed worked examples (1, 2 and 3 steps, one with a distractor), never in a split."""
-        return tuple((shot.question, shot.solution) for shot in _few_shot_made())
+        """The prompt variant's worked (question, solution) pairs (see ``agent.tasks.variants``)."""
+        return self.prompt.examples
 
     def extract_answer(self, solution: str) -> str | None:
         """The final answer ``solution`` states (see ``agent.tasks.answers.extract_answer``)."""
@@ -149,6 +150,11 @@ class ArithTask:
         return generate_problems(
             n, seed=seed, steps=self.steps, distractor_prob=self.distractor_prob, split=chosen
         )
+
+
+def house_examples() -> tuple[tuple[str, str], ...]:
+    """Three fixed generated examples (1, 2 and 3 steps, one with a distractor), never in a split."""
+    return tuple((shot.question, shot.solution) for shot in _few_shot_made())
 
 
 def _check(n: int, steps: tuple[int, int], distractor_prob: float, split: str) -> None:

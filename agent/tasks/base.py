@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from agent.tasks.variants import PromptVariant
 
 __all__ = ["Problem", "Task"]
 
@@ -29,6 +32,7 @@ class Task(Protocol):
     """A family of problems (GSM8K, MATH, generated arithmetic, ...)."""
 
     name: str
+    prompt: PromptVariant  # the named instruction and worked examples (agent.tasks.variants)
     instruction: str  # the system instruction: how to lay out a solution and state the answer
 
     def few_shot(self) -> Sequence[tuple[str, str]]:

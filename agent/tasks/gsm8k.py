@@ -1,8 +1,9 @@
 """GSM8K: grade-school word problems with integer answers, solved one short step per line.
 
-``Gsm8kTask`` carries the prompt format (an instruction and three worked examples written for this
-project, not taken from GSM8K); ``load_gsm8k`` reads the official JSONL files (``question``,
-``answer`` ending in ``#### N``). ``parse_gsm8k_rows`` is the row parser shared with the hub loader.
+``Gsm8kTask`` carries the prompt (a variant from ``agent.tasks.variants``; its ``house`` variant is an
+instruction and the three worked examples below, written for this project, not taken from GSM8K);
+``load_gsm8k`` reads the official JSONL files (``question``, ``answer`` ending in ``#### N``).
+``parse_gsm8k_rows`` is the row parser shared with the hub loader.
 
 Left out on purpose: the calculator annotations (``<<48/2=24>>``) in reference solutions are kept
 as they are in ``meta["solution"]``; nothing here strips or checks them.
@@ -18,10 +19,11 @@ from agent.tasks.answers import extract_answer as _extract_answer
 from agent.tasks.answers import gsm8k_gold
 from agent.tasks.base import Problem
 from agent.tasks.hub import Row, read_jsonl, require_str
+from agent.tasks.variants import get_prompt
 
-__all__ = ["Gsm8kTask", "load_gsm8k", "parse_gsm8k_row", "parse_gsm8k_rows"]
+__all__ = ["HOUSE_EXAMPLES", "Gsm8kTask", "load_gsm8k", "parse_gsm8k_row", "parse_gsm8k_rows"]
 
-_FEW_SHOT: tuple[tuple[str, str], ...] = (
+HOUSE_EXAMPLES: tuple[tuple[str, str], ...] = (
     (
         "A baker fills 4 trays with 12 muffins each. She sells 30 muffins in the morning. "
         "How many muffins does she have left?",
@@ -49,18 +51,18 @@ _FEW_SHOT: tuple[tuple[str, str], ...] = (
 
 
 class Gsm8kTask:
-    """GSM8K's prompt format and answer extraction."""
+    """GSM8K's prompt and answer extraction; ``prompt`` names a variant (default: the task's default)."""
 
     name = "gsm8k"
     default_source = "hf:openai/gsm8k:main"
-    instruction = (
-        "Solve the problem step by step, writing one short step per line with the arithmetic "
-        'written out, and finish with a line of the form "The answer is N."'
-    )
+
+    def __init__(self, prompt: str | None = None) -> None:
+        self.prompt = get_prompt(self.name, prompt)
+        self.instruction = self.prompt.instruction
 
     def few_shot(self) -> Sequence[tuple[str, str]]:
-        """Three worked (question, solution) pairs in the house solution style."""
-        return _FEW_SHOT
+        """The prompt variant's worked (question, solution) pairs."""
+        return self.prompt.examples
 
     def extract_answer(self, solution: str) -> str | None:
         """The final answer ``solution`` states (see ``agent.tasks.answers.extract_answer``)."""

@@ -1,9 +1,10 @@
 """MATH: competition problems with LaTeX answers, solved in steps separated by blank lines.
 
-``MathTask`` carries the prompt format (an instruction and three worked examples written for this
-project); ``load_math`` reads MATH-500 JSONL (``problem``, ``solution``, ``answer``, ``subject``,
-``level``, ``unique_id``) and also records in the original MATH layout, which have no ``answer``
-(the gold is then the last ``\\boxed{...}`` of the solution) and call the subject ``type``.
+``MathTask`` carries the prompt (the ``house`` variant of ``agent.tasks.variants``: ``INSTRUCTION`` and
+the three worked examples below, written for this project); ``load_math`` reads MATH-500 JSONL
+(``problem``, ``solution``, ``answer``, ``subject``, ``level``, ``unique_id``) and also records in
+the original MATH layout, which have no ``answer`` (the gold is then the last ``\\boxed{...}`` of
+the solution) and call the subject ``type``.
 
 Left out on purpose: the original release's one-JSON-file-per-problem folders (convert them to
 JSONL first) and any rewriting of gold answers; equivalence is the grader's job.
@@ -20,10 +21,16 @@ from agent.tasks.answers import extract_answer as _extract_answer
 from agent.tasks.answers import last_boxed
 from agent.tasks.base import Problem
 from agent.tasks.hub import Row, read_jsonl, require_str
+from agent.tasks.variants import get_prompt
 
-__all__ = ["MathTask", "load_math", "parse_math_row", "parse_math_rows"]
+__all__ = ["HOUSE_EXAMPLES", "INSTRUCTION", "MathTask", "load_math", "parse_math_row", "parse_math_rows"]
 
-_FEW_SHOT: tuple[tuple[str, str], ...] = (
+INSTRUCTION = (
+    "Solve the problem step by step, separating the steps with blank lines, and finish with "
+    'a line of the form "The answer is $\\boxed{ANSWER}$."'
+)
+
+HOUSE_EXAMPLES: tuple[tuple[str, str], ...] = (
     (
         "Find the sum of the roots of $x^2 - 7x + 10 = 0$.",
         "The quadratic factors as $(x - 2)(x - 5) = 0$.\n\n"
@@ -51,18 +58,18 @@ _LEVEL_RE = re.compile(r"(?:level\s*)?(\d+)", re.IGNORECASE)
 
 
 class MathTask:
-    """MATH's prompt format and answer extraction."""
+    """MATH's prompt and answer extraction; ``prompt`` names a variant (default: the task's default)."""
 
     name = "math"
     default_source = "hf:HuggingFaceH4/MATH-500"
-    instruction = (
-        "Solve the problem step by step, separating the steps with blank lines, and finish with "
-        'a line of the form "The answer is $\\boxed{ANSWER}$."'
-    )
+
+    def __init__(self, prompt: str | None = None) -> None:
+        self.prompt = get_prompt(self.name, prompt)
+        self.instruction = self.prompt.instruction
 
     def few_shot(self) -> Sequence[tuple[str, str]]:
-        """Three worked (question, solution) pairs in the MATH solution style."""
-        return _FEW_SHOT
+        """The prompt variant's worked (question, solution) pairs."""
+        return self.prompt.examples
 
     def extract_answer(self, solution: str) -> str | None:
         """The final answer ``solution`` states (see ``agent.tasks.answers.extract_answer``)."""
