@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -390,10 +390,16 @@ async def run_search(
     setup: SearchSetup,
     config: SearchConfig = SearchConfig(),
     shared: SharedBudget | None = None,
+    on_tree: Callable[[Tree], None] | None = None,
 ) -> SearchResult:
-    """Run ηMCTS on one problem and return the chosen answer, all four selectors' answers and the tree."""
+    """Run ηMCTS on one problem and return the chosen answer, all four selectors' answers and the tree.
+
+    ``on_tree`` is called once with the tree before the first simulation: an observer (a live view,
+    streamed progress) may read it while the search grows it, and must not change it."""
     started = time.perf_counter()
     search = _Search(problem, setup, config, shared)
+    if on_tree is not None:
+        on_tree(search.tree)
     await search.run()
     result = await search.finish(started)
     log.info(

@@ -264,7 +264,13 @@ async def evaluate(
                 if solution.search is not None:
                     record["search"] = _search_record(solution)
                     if save_trees is not None:
-                        tree = {"id": problem.id, "gold": problem.gold, **solution.search.tree.to_dict()}
+                        tree = {
+                            "id": problem.id,
+                            "gold": problem.gold,
+                            "answer": solution.answer,
+                            "chosen": solution.search.choice.node,
+                            **solution.search.tree.to_dict(),
+                        }
                         await anyio.to_thread.run_sync(_save_tree, save_trees, problem.id, tree)
                 if run:
                     await anyio.to_thread.run_sync(run.append, record)

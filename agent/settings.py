@@ -23,6 +23,7 @@ __all__ = [
     "EndpointSettings",
     "PromptFormatName",
     "RetrySettings",
+    "ServeSettings",
     "Settings",
     "load_settings",
 ]
@@ -71,6 +72,18 @@ class EmbeddedSettings(BaseModel):
     startup_timeout: float = Field(default=300.0, gt=0)
 
 
+class ServeSettings(BaseModel):
+    """``python -m agent.serve``: where it listens, who may call it, how much it takes on at once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 exposes it to the network")
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: SecretStr | None = Field(default=None, description="bearer key the clients must send")
+    max_concurrent: int = Field(default=4, ge=1, description="solves running at once")
+    max_queue: int = Field(default=16, ge=0, description="solves waiting; beyond that, 429")
+    recent_trees: int = Field(default=100, ge=1, description="finished search trees kept for /trees")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AGENT_",
@@ -94,6 +107,7 @@ class Settings(BaseSettings):
     # embedded adapter, else 1.0).
     critic_temperatures: dict[Literal["value", "prm", "orm"], float] = {}
     retry: RetrySettings = RetrySettings()
+    serve: ServeSettings = ServeSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
 

@@ -13,7 +13,7 @@ training: ``arithmetic`` (re-computes every ``a op b = c`` claim; tool-checked P
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -28,6 +28,7 @@ from agent.prompts import PromptFormat
 from agent.runtime import Policy
 from agent.search.config import SearchConfig
 from agent.search.options import OptionRule
+from agent.search.tree import Tree
 from agent.tasks.answers import normalize_number
 from agent.tasks.base import Problem, Task
 
@@ -102,7 +103,13 @@ def vote(answers: list[str | None]) -> tuple[str | None, dict[str, int]]:
 
 
 async def solve_with(
-    policy: Policy, problem: Problem, *, task: Task, config: SolverConfig, shared: SharedBudget | None = None
+    policy: Policy,
+    problem: Problem,
+    *,
+    task: Task,
+    config: SolverConfig,
+    shared: SharedBudget | None = None,
+    on_tree: Callable[[Tree], None] | None = None,
 ) -> Solution:
     """``solve_problem`` with everything an opened ``Policy`` brings: its endpoint, prompt format,
     rollout endpoint and critic adapters."""
@@ -116,6 +123,7 @@ async def solve_with(
         rollout=policy.rollout,
         critic_adapters=policy.critic_adapters,
         critic_temperatures=policy.critic_temperatures,
+        on_tree=on_tree,
     )
 
 
@@ -130,11 +138,13 @@ async def solve_problem(
     rollout: Endpoint | None = None,
     critic_adapters: Mapping[str, str] | None = None,
     critic_temperatures: Mapping[str, float] | None = None,
+    on_tree: Callable[[Tree], None] | None = None,
 ) -> Solution:
     """Solve one problem with the configured method.
 
     For mcts: ``shared`` is one budget across many concurrent trees, ``rollout`` a cheaper endpoint
-    for fast rollouts (default: the policy endpoint).
+    for fast rollouts (default: the policy endpoint), ``on_tree`` an observer given the live tree
+    (``agent.driver.run_search``).
     """
     if not problem.question.strip():
         raise InputError(f"problem {problem.id!r} has an empty question; give the text of a problem")
@@ -155,6 +165,7 @@ async def solve_problem(
                 shared=shared,
                 rollout=rollout,
                 critics=critics,
+                on_tree=on_tree,
             )
         solution = await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
         if config.method == "rerank":
@@ -287,6 +298,7 @@ async def _solve_mcts(
     shared: SharedBudget | None,
     rollout: Endpoint | None,
     critics: dict[str, Critic],
+    on_tree: Callable[[Tree], None] | None = None,
 ) -> Solution:
     search = config.search
     similarity: Similarity | None = None
@@ -298,7 +310,7 @@ async def _solve_mcts(
     setup = SearchSetup(
         policy=policy, fmt=fmt, task=task, similarity=similarity, rollout_policy=rollout, **critics
     )  # type: ignore[arg-type]
-    result = await run_search(problem, setup=setup, config=search, shared=shared)
+    result = await run_search(problem, setup=setup, config=search, shared=shared, on_tree=on_tree)
     answers = [n.answer for n in result.tree.terminals()]
     _, votes = vote(answers)
     return Solution(
