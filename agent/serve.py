@@ -102,6 +102,7 @@ class Options(BaseModel):
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, le=64)
     simulations: int | None = Field(default=None, ge=1, le=4096)
+    workers: int | None = Field(default=None, ge=1, le=64)
     preset: str | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     token_budget: int | None = Field(default=None, ge=1)
@@ -334,6 +335,8 @@ def create_app(
         if opts.simulations is not None:
             changes["simulations"] = opts.simulations
             changes["max_simulations"] = max(search.max_simulations, opts.simulations)
+        if opts.workers is not None:
+            changes["workers"] = opts.workers
         if opts.token_budget is not None:
             changes["max_tokens"] = opts.token_budget
         kwargs: dict[str, Any] = {
@@ -427,7 +430,6 @@ def create_app(
         }
 
     async def run(request: Request, opts: Options, question: str, kind: Literal["chat", "text"]) -> Response:
-        authorize(request)
         method, config, task = prepare(opts, question)
         release = admission.admit()
         search = Search(f"tl-{uuid.uuid4().hex[:16]}", opts.model, question.strip())
@@ -544,6 +546,7 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
+        authorize(request)
         body = await _json(request)
         try:
             opts = ChatRequest.model_validate(body)
@@ -556,6 +559,7 @@ def create_app(
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
+        authorize(request)
         body = await _json(request)
         try:
             opts = CompletionRequest.model_validate(body)

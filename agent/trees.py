@@ -70,9 +70,15 @@ def render_html(
 ) -> str:
     """The viewer page for ``trees``; with ``live`` (a URL of one tree's JSON), it refreshes from it."""
     page = resources.files("agent").joinpath("viewer.html").read_text(encoding="utf-8")
-    data = json.dumps(list(trees), separators=(",", ":")).replace("</", "<\\/")
-    config = json.dumps({"live": live}).replace("</", "<\\/")
+    data = _script_json(list(trees))
+    config = _script_json({"live": live})
     return page.replace("__TITLE__", escape(title)).replace("__CONFIG__", config).replace("__DATA__", data)
+
+
+def _script_json(value: Any) -> str:
+    """JSON that is inert inside a <script> element: no '<', '>' or '&' appears literally."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def view(path: Path, out: Path | None) -> Path:

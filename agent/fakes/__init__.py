@@ -5,11 +5,20 @@
   ``Endpoint`` at ``server.url``. For client, concurrency and benchmark tests.
 - ``FunctionBackend`` and ``FunctionCritic`` (``agent.fakes.backend``): in-process fakes of the
   ``Backend`` and ``Critic`` protocols driven by a Python function, for driver and search tests.
+- ``synthetic_tree`` (``agent.fakes.trees``): a saved search tree of any size, for the viewer.
 """
 
 from __future__ import annotations
 
 from agent.fakes.backend import FunctionBackend, FunctionCritic
 from agent.fakes.server import FakeServer, FakeServerStats, default_text
+from agent.fakes.trees import synthetic_tree
 
-__all__ = ["FakeServer", "FakeServerStats", "FunctionBackend", "FunctionCritic", "default_text"]
+__all__ = [
+    "FakeServer",
+    "FakeServerStats",
+    "FunctionBackend",
+    "FunctionCritic",
+    "default_text",
+    "synthetic_tree",
+]
