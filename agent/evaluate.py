@@ -187,7 +187,7 @@ def _selector_accuracy(records: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _save_tree(directory: Path, problem_id: str, tree: dict[str, Any]) -> None:
+def save_tree(directory: Path, problem_id: str, tree: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in problem_id)
     write_json_atomic(directory / f"{safe}.json", tree)
@@ -271,7 +271,7 @@ async def evaluate(
                             "chosen": solution.search.choice.node,
                             **solution.search.tree.to_dict(),
                         }
-                        await anyio.to_thread.run_sync(_save_tree, save_trees, problem.id, tree)
+                        await anyio.to_thread.run_sync(save_tree, save_trees, problem.id, tree)
                 if run:
                     await anyio.to_thread.run_sync(run.append, record)
                 records.append(record)

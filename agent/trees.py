@@ -30,7 +30,7 @@ import anyio
 from agent.errors import DataError, InputError
 from agent.tasks.grading import Grader
 
-__all__ = ["grade_terminals", "load_trees", "main", "render_html", "view"]
+__all__ = ["grade_terminals", "load_trees", "main", "render_html", "view", "write_tree_page"]
 
 
 def load_trees(path: Path) -> list[dict[str, Any]]:
@@ -81,15 +81,26 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def view(path: Path, out: Path | None) -> Path:
-    trees = load_trees(path)
-    anyio.run(grade_terminals, trees)
-    target = out or (path / "trees.html" if path.is_dir() else path.with_suffix(".html"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(render_html(trees, title=f"treeloop: {path.name}"))
-    tmp.replace(target)
+async def write_tree_page(path: Path, target: Path) -> Path:
+    """Grade and render the trees at ``path`` (a file or a directory) into ``target``, atomically."""
+    trees = await anyio.to_thread.run_sync(load_trees, path)
+    await grade_terminals(trees)
+    page = render_html(trees, title=f"treeloop: {path.name}")
+
+    def write() -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(page)
+        tmp.replace(target)
+
+    await anyio.to_thread.run_sync(write)
     return target
+
+
+def view(path: Path, out: Path | None) -> Path:
+    """``python -m agent.trees view``: the page for ``path``, written to ``out`` or beside it."""
+    target = out or (path / "trees.html" if path.is_dir() else path.with_suffix(".html"))
+    return anyio.run(write_tree_page, path, target)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,7 +115,11 @@ def test_report_from_manifests(tmp_path: Path) -> None:
             "adapter": {"path": "a.gguf"},
         }
         (root / f"cycle_{k}" / "manifest.json").write_text(json.dumps(manifest))
+    (root / "cycle_1" / "search").mkdir()
+    (root / "cycle_1" / "search" / "trees.html").write_text("<html></html>")
     text = write_report(root).read_text()
+    assert "Search trees: [cycle_1/search/trees.html](cycle_1/search/trees.html)" in text
+    assert "cycle_2/search/trees.html" not in text
     assert "| 0 (base) | 0.100 (1/10) | 900 |" in text
     assert "| 2 | 0.150 (2/10) | 800 | 3 kept; kept old |" in text
 
@@ -259,6 +263,8 @@ async def test_a_cycles_searches_share_one_token_budget(tmp_path: Path) -> None:
             decisions = await step_search(cfg, policy, prompts, out, critics="none")
         assert len(decisions) == 6 and all(d.reason == "no_terminal" for d in decisions)
         records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        assert sorted(p.stem for p in (out / "trees").glob("*.json")) == sorted(p.id for p in prompts)
+        assert "synthetic" not in (page := (out / "trees.html").read_text()) and prompts[0].id in page
         return sum(r["tokens"]["completion_tokens"] for r in records)
 
     unbounded = await spent(None, tmp_path / "free")

@@ -31,7 +31,7 @@ import anyio
 import structlog
 
 from agent.driver import SharedBudget
-from agent.evaluate import evaluate
+from agent.evaluate import evaluate, save_tree
 from agent.improve.imagine import ImagineConfig, imagine, mix
 from agent.improve.select import Decision, FilterConfig, select_trajectory
 from agent.improve.training import CRITIC_ROLES, step_critics, step_train
@@ -42,6 +42,7 @@ from agent.search.options import OptionRule
 from agent.solvers import CriticsKind, SolverConfig, solve_with
 from agent.tasks import Problem, get_task, load_task_problems
 from agent.tasks.grading import Grader
+from agent.trees import write_tree_page
 
 __all__ = ["CRITIC_ROLES", "CycleConfig", "Served", "Swap", "run_cycle"]
 
@@ -183,6 +184,14 @@ async def step_search(
                 {"steps": tree.steps(n.id), "answer": n.answer, "correct": grades.get(n.answer or "")}
                 for n in tree.terminals()
             ]
+            saved = {
+                "id": problem.id,
+                "gold": problem.gold,
+                "answer": solution.answer,
+                "chosen": solution.search.choice.node,
+                **tree.to_dict(),
+            }
+            await anyio.to_thread.run_sync(save_tree, out / "trees", problem.id, saved)
             await anyio.to_thread.run_sync(run.append, record)
             records.append(record)
 
@@ -190,6 +199,8 @@ async def step_search(
             for problem in prompts:
                 if problem.id not in done:
                     tg.start_soon(one, problem)
+    if (out / "trees").is_dir():  # one page to look at every tree of the cycle
+        await write_tree_page(out / "trees", out / "trees.html")
     kept = sum(1 for r in records if r["kept"])
     reasons: dict[str, int] = {}
     for r in records:

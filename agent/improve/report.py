@@ -57,6 +57,9 @@ def write_report(root: Path) -> Path:
             f"Search: {m['search']}.",
             f"Adapter: {m['adapter']['path']}",
         ]
+        page = root / f"cycle_{m['cycle']}" / "search" / "trees.html"
+        if page.exists():
+            lines.append(f"Search trees: [{page.relative_to(root)}]({page.relative_to(root)})")
         if m.get("critics", {}).get("adapters"):
             lines.append(f"Critics ({m['critics']['note']}): {m['critics']['adapters']}")
     plots = _plots(root, rows, methods)
