@@ -9,10 +9,11 @@ or the ``AGENT_POLICY__*`` settings, else the embedded bundled model):
   number of steps (1, 2, 3);
 - ``gsm8k-train``: the first ``--gsm8k-limit`` problems of a GSM8K training JSONL (``--gsm8k-data``;
   the test set is never used to choose a prompt);
-- ``arith-test`` (only with ``--test``): the generated test split, for the before/after table of the
-  chosen default.
+- ``arith-test`` (only with ``--test [VARIANT ...]``): the generated test split, for the before/after
+  table of the chosen default.
 
-SC@8 runs on the first ``--sc-limit`` problems of each set (it costs eight solutions a problem).
+SC@8 runs on the first ``--sc-limit`` problems of each set (it costs eight solutions a problem), for
+the ``--sc-variants`` (default: every variant scored).
 Every run is a resumable ``agent.evaluate`` run directory ``<set>/<variant>/<method>`` under ``--out``
 (default ``runs/bench/prompts``): an interrupted benchmark resumes where it stopped.
 
@@ -60,6 +61,7 @@ class DataSet:
     name: str
     task: str
     problems: list[Problem]
+    variants: tuple[str, ...] = ()  # scored on this set (empty: --variants, else all of the task's)
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,9 @@ def load_sets(args: argparse.Namespace) -> list[DataSet]:
             )
         train = load_task_problems("gsm8k", data=args.gsm8k_data, limit=args.gsm8k_limit)
         sets.append(DataSet("gsm8k-train", "gsm8k", train))
-    if args.test:
+    if args.test is not None:
         test = load_task_problems("arith", split="test", limit=args.arith_limit or 300, seed=0)
-        sets.append(DataSet("arith-test", "arith", test))
+        sets.append(DataSet("arith-test", "arith", test, tuple(args.test)))
     if not sets:
         raise ConfigError("no data set to score: give --arith-limit, --gsm8k-limit or --test")
     return sets
@@ -181,10 +183,12 @@ def _methods(args: argparse.Namespace) -> list[tuple[str, SolverConfig, int | No
 async def run_all(args: argparse.Namespace, policy: Policy, sets: list[DataSet]) -> list[Row]:
     rows: list[Row] = []
     for data in sets:
-        variants = args.variants or list(prompt_names(data.task))
+        variants = data.variants or args.variants or list(prompt_names(data.task))
         for variant in variants:
             task = get_task(data.task, prompt=variant)
             for method, config, limit in _methods(args):
+                if method != "greedy" and args.sc_variants and variant not in args.sc_variants:
+                    continue
                 problems = data.problems[:limit] if limit else data.problems
                 out = args.out / data.name / variant / method
                 summary = await evaluate(
@@ -270,7 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gsm8k-data", help="a GSM8K training JSONL, e.g. ../shared/data/gsm8k/train.jsonl")
     parser.add_argument("--gsm8k-limit", type=int, default=200, help="GSM8K training problems (0: skip)")
     parser.add_argument("--sc-limit", type=int, default=100, help="problems per set for SC@8 (0: skip)")
-    parser.add_argument("--test", action="store_true", help="also score the generated test split")
+    parser.add_argument("--sc-variants", nargs="+", help="variants scored with SC@8 (default: all scored)")
+    parser.add_argument(
+        "--test",
+        nargs="*",
+        metavar="VARIANT",
+        help="also score the generated test split (these variants; none: all)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of SC@8")
     parser.add_argument("--concurrency", type=int, default=8, help="problems in flight at once")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/prompts"))

@@ -50,7 +50,8 @@ def policy(backend: FunctionBackend) -> Policy:
 
 
 def args(tmp_path: Path, **kw: object) -> argparse.Namespace:
-    base = {"variants": ["house", "mixed-4"], "sc_limit": 2, "seed": 0, "concurrency": 4, "out": tmp_path}
+    base = {"variants": ["house", "mixed-4"], "sc_limit": 2, "sc_variants": None, "seed": 0, "concurrency": 4}
+    base["out"] = tmp_path
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -90,6 +91,12 @@ async def test_runs_every_variant_and_method_then_chooses_by_the_numbers(
     calls = backend.calls
     again = await bench.run_all(args(tmp_path), policy(backend), sets)  # resumes: nothing solved twice
     assert backend.calls == calls and [r.correct for r in again] == [r.correct for r in rows]
+    only = await bench.run_all(args(tmp_path, sc_variants=["mixed-4"]), policy(backend), sets[:1])
+    assert [(r.variant, r.method) for r in only] == [
+        ("house", "greedy"),
+        ("mixed-4", "greedy"),
+        ("mixed-4", "sc8"),
+    ]
 
     capsys.readouterr()
     assert bench.report(rows, tmp_path) == "mixed-4"
@@ -126,14 +133,13 @@ def test_command_line_against_the_fake_server(
 ) -> None:
     out = tmp_path / "prompts"
     argv = ["--variants", "house", "zero-shot", "--arith-limit", "3", "--gsm8k-limit", "0"]
-    argv += ["--sc-limit", "0", "--test", "--out", str(out)]
+    argv += ["--sc-limit", "0", "--test", "zero-shot", "--out", str(out)]
     with FakeServer(0.0, 8) as server:
         assert bench.main([*argv, "--url", server.url, "--backend", "llamacpp"]) == 0
     data = json.loads((out / "prompts.json").read_text())
     assert [(r["set"], r["variant"]) for r in data["rows"]] == [
         ("arith-dev", "house"),
         ("arith-dev", "zero-shot"),
-        ("arith-test", "house"),
         ("arith-test", "zero-shot"),
     ]
     assert data["chosen"] in ("house", "zero-shot") and "chosen default" in capsys.readouterr().out
