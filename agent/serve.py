@@ -692,16 +692,15 @@ def build_parser() -> argparse.ArgumentParser:
         "treeloop-sc, treeloop-rerank, treeloop-mcts).",
     )
     parser.add_argument("--host", help="bind address (default: AGENT_SERVE__HOST, else 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, help="port (default: AGENT_SERVE__PORT, else 8000; 0: a free one)"
-    )
+    parser.add_argument("--port", type=int, help="port (default: AGENT_SERVE__PORT, else 8000)")
     parser.add_argument("--max-concurrent", type=int, help="solves running at once (default 4)")
     parser.add_argument("--max-queue", type=int, help="solves waiting beyond those; then 429 (default 16)")
     parser.add_argument(
         "--critics",
         choices=CRITICS,
         default="arithmetic",
-        help="critics of rerank and mcts when a request names none (default: arithmetic)",
+        help="critics of rerank and mcts when a request names none (default: arithmetic); trained or "
+        "checked also loads the shipped critic on the embedded server, so requests may ask for them",
     )
     add_policy_args(parser)
     return parser
