@@ -624,11 +624,15 @@ async def _json(request: Any) -> Any:
 
 
 async def _until_disconnected(request: Any, work: Any) -> Any:
-    """Await ``work``; if the client disconnects first, cancel it and return None."""
+    """Await ``work``; if the client disconnects first, cancel it and return None. An ``ApiError``
+    of the work is raised as itself."""
     result: dict[str, Any] = {}
 
     async def run_work(scope: anyio.CancelScope) -> None:
-        result["value"] = await work
+        try:
+            result["value"] = await work
+        except ApiError as exc:
+            result["error"] = exc
         scope.cancel()
 
     async with anyio.create_task_group() as tg:
@@ -639,6 +643,8 @@ async def _until_disconnected(request: Any, work: Any) -> Any:
                 log.info("client_disconnected")
                 tg.cancel_scope.cancel()
                 break
+    if "error" in result:
+        raise result["error"]
     return result.get("value")
 
 

@@ -289,3 +289,41 @@ def test_metrics(served: Served) -> None:
     assert 'treeloop_requests_total{model="treeloop-sc",status="ok"}' in text
     assert 'treeloop_tokens_total{kind="completion"}' in text
     assert "treeloop_solve_seconds_bucket" in text and "treeloop_queue_depth" in text
+
+
+def test_a_failing_model_server_is_a_502_in_the_openai_format() -> None:
+    """In process (FastAPI's TestClient runs the app's lifespan): the policy's server refuses every
+    request; the plain reply is a 502 naming the model server, the stream ends with an error event."""
+    from fastapi.testclient import TestClient
+
+    from agent.clients import Endpoint, RetryPolicy
+    from agent.errors import EndpointRejected
+    from agent.fakes.backend import FunctionBackend
+    from agent.prompts import get_format
+    from agent.runtime import Policy
+    from agent.serve import create_app
+    from agent.settings import load_settings
+
+    def refuse(call: int) -> EndpointRejected:
+        return EndpointRejected("HTTP 400: bad grammar", url="fake://backend", status=400)
+
+    backend = FunctionBackend(lambda prompt, sampling, index: "x", fail=refuse)
+    policy = Policy(
+        endpoint=Endpoint(backend, retry=RetryPolicy(attempts=1)), fmt=get_format("chatml"), embedded=False
+    )
+    body = {"model": "treeloop-sc", "messages": [{"role": "user", "content": QUESTION}]}
+    with TestClient(create_app(load_settings(), policy=policy)) as client:
+        r = client.post("/v1/chat/completions", json=body)
+        assert r.status_code == 502 and r.json()["error"]["type"] == "server_error"
+        assert (
+            "the model server failed" in r.json()["error"]["message"]
+            and "bad grammar" in r.json()["error"]["message"]
+        )
+        events = [
+            line
+            for line in client.post("/v1/chat/completions", json=body | {"stream": True}).text.splitlines()
+            if line
+        ]
+        assert json.loads(events[-2][6:])["error"]["type"] == "server_error" and events[-1] == "data: [DONE]"
+        metrics = client.get("/metrics").text
+        assert 'treeloop_requests_total{model="treeloop-sc",status="error"} 2.0' in metrics

@@ -187,7 +187,7 @@ _REGISTRY: dict[str, dict[str, _Spec]] = {
     "math": {"house": _Spec(_math_instruction, _math_house, "house instruction, three worked examples")},
 }
 
-DEFAULT_PROMPTS: dict[str, str] = {"gsm8k": "house", "arith": "house", "math": "house"}
+DEFAULT_PROMPTS: dict[str, str] = {"gsm8k": "mixed-8", "arith": "mixed-8", "math": "house"}
 """The variant each task uses when none is named (chosen by ``bench/prompts.py``; see the README)."""
 
 
