@@ -43,8 +43,8 @@ def add_policy_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--prompt",
         help="prompt variant of the task (instruction and worked examples): house, mixed-8, mixed-4, "
-        "mixed-10, plain-8, zero-shot (math: house); default: AGENT_PROMPT, else the task's measured "
-        "default (mixed-8)",
+        "plain-8, zero-shot (math: house); default: AGENT_PROMPT, else the task's measured default "
+        "(mixed-8)",
     )
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default=None, help="default: warning"

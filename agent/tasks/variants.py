@@ -14,8 +14,6 @@ per line with the arithmetic written out, ending with "The answer is N.", and so
   step (how many in all, how many left, each, times a price), two of two steps (times as many, money
   and change), one comparison (how many more) and one of three steps with units (miles per hour).
 - ``mixed-4``: four of those (in all, left, change, per hour): a shorter prefix.
-- ``mixed-10``: the eight and two more with several steps (groups of, three steps to "left"), so
-  that multi-step problems are not answered in one step: five of one step, three of two, two of three.
 - ``plain-8``: the same eight examples under a one-line instruction.
 - ``zero-shot``: the house instruction and no examples.
 
@@ -102,32 +100,7 @@ _PER_HOUR = (
     "In all it drives 100 + 90 = 190 miles.\n"
     "The answer is 190.",
 )
-_GROUPS = (
-    "A class of 24 students splits into groups of 4. Each group gets 3 markers. "
-    "How many markers are handed out?",
-    "There are 24 / 4 = 6 groups.\nThe groups get 6 * 3 = 18 markers.\nThe answer is 18.",
-)
-_THREE_LEFT = (
-    "Nina buys 3 packs of 12 balloons. 5 of the balloons pop, and she gives 9 to her sister. "
-    "How many balloons does she have left?",
-    "Nina buys 3 * 12 = 36 balloons.\n"
-    "After 5 pop she has 36 - 5 = 31 balloons.\n"
-    "After giving 9 away she has 31 - 9 = 22 balloons.\n"
-    "The answer is 22.",
-)
 MIXED_8: Examples = (_IN_ALL, _TIMES_AS_MANY, _LEFT, _CHANGE, _EACH, _MORE_THAN, _PER_HOUR, _PRICE)
-MIXED_10: Examples = (
-    _IN_ALL,
-    _TIMES_AS_MANY,
-    _LEFT,
-    _THREE_LEFT,
-    _EACH,
-    _CHANGE,
-    _MORE_THAN,
-    _GROUPS,
-    _PRICE,
-    _PER_HOUR,
-)
 MIXED_4: Examples = (_IN_ALL, _CHANGE, _LEFT, _PER_HOUR)
 
 
@@ -164,11 +137,6 @@ def _word_problem_specs(house: Callable[[], Examples]) -> dict[str, _Spec]:
         ),
         "mixed-4": _Spec(
             HOUSE_INSTRUCTION, lambda: MIXED_4, "house instruction, 4 short examples (1-3 steps)"
-        ),
-        "mixed-10": _Spec(
-            HOUSE_INSTRUCTION,
-            lambda: MIXED_10,
-            "house instruction, 10 short examples (5 one-, 3 two-, 2 three-step)",
         ),
         "plain-8": _Spec(PLAIN_INSTRUCTION, lambda: MIXED_8, "one-line instruction, 8 short examples"),
         "zero-shot": _Spec(HOUSE_INSTRUCTION, lambda: (), "house instruction, no examples"),
