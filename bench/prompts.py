@@ -18,7 +18,8 @@ Every run is a resumable ``agent.evaluate`` run directory ``<set>/<variant>/<met
 (default ``runs/bench/prompts``): an interrupted benchmark resumes where it stopped.
 
 Columns: accuracy with its 95% Wilson interval, accuracy by steps (arith), prompt and completion
-tokens per problem, wall seconds. The chosen default is the variant with the highest mean greedy
+tokens per problem, and the wall seconds this invocation spent on the run (0 when it only resumed a
+finished one). The chosen default is the variant with the highest mean greedy
 accuracy over the development sets (``arith-dev`` and ``gsm8k-train``), ties going to the shorter
 prompt. Writes ``prompts.md`` and ``prompts.json`` under ``--out``.
 
@@ -232,7 +233,7 @@ def report(rows: Sequence[Row], out: Path) -> str:
         "3 steps",
         "prompt tok",
         "completion tok",
-        "wall s",
+        "wall s (this run)",
     ]
     table = []
     for r in rows:
