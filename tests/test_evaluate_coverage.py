@@ -70,7 +70,7 @@ async def test_sc_coverage_counts_an_answer_the_vote_did_not_pick(tmp_path: Path
     out = tmp_path / "sc"
     summary = await evaluate(
         [FOUND, MISSED, MAJORITY],
-        task=get_task("gsm8k"),
+        task=get_task("gsm8k", prompt="house"),
         policy=fake_policy(sampled),
         config=SolverConfig(method="sc", n=5),
         out=out,
@@ -94,7 +94,7 @@ async def test_rerank_coverage_is_over_the_samples(tmp_path: Path) -> None:
     out = tmp_path / "rerank"
     await evaluate(
         [FOUND, MISSED],
-        task=get_task("gsm8k"),
+        task=get_task("gsm8k", prompt="house"),
         policy=fake_policy(sampled),
         config=SolverConfig(method="rerank", n=5, critics="arithmetic"),
         out=out,
@@ -110,7 +110,7 @@ async def test_greedy_coverage_is_correctness(tmp_path: Path) -> None:
     out = tmp_path / "greedy"
     summary = await evaluate(
         [FOUND, MAJORITY],
-        task=get_task("gsm8k"),
+        task=get_task("gsm8k", prompt="house"),
         policy=fake_policy(sampled),
         config=SolverConfig(method="greedy"),
         out=out,
@@ -132,7 +132,7 @@ async def test_mcts_coverage_is_over_the_terminal_answers(tmp_path: Path) -> Non
     out, trees = tmp_path / "mcts", tmp_path / "trees"
     summary = await evaluate(
         problems,
-        task=get_task("gsm8k"),
+        task=get_task("gsm8k", prompt="house"),
         policy=fake_policy(searched),
         config=SolverConfig(method="mcts", search=search, critics="none"),
         out=out,
@@ -145,7 +145,7 @@ async def test_mcts_coverage_is_over_the_terminal_answers(tmp_path: Path) -> Non
         assert record["distinct_answers"] == len(terminal_answers)
         assert record["covered"] == (record["gold"] in terminal_answers)
         assert record["search"]["terminals"] == sum(n["terminal"] for n in tree["nodes"])
-    # Both 5 and 6 turn up among the terminals; 7 never does, whatever a selector picks.
+    # Both 5 and 6 turn up among the terminals (the fake hashes the house prompt); 7 never does.
     assert records["five"]["covered"] and records["six"]["covered"]
     assert not records["seven"]["covered"] and not records["seven"]["correct"]
     # The same tree picks the same answer for all three: at most one is correct, two are covered.
@@ -163,7 +163,7 @@ async def test_resuming_a_run_without_coverage_fills_it_from_the_vote_tables(tmp
     backend = FunctionBackend(sampled)
     policy = fake_policy(sampled, backend)
     config = SolverConfig(method="sc", n=5)
-    await evaluate([FOUND, MISSED], task=get_task("gsm8k"), policy=policy, config=config, out=out)
+    await evaluate([FOUND, MISSED], task=get_task("gsm8k", prompt="house"), policy=policy, config=config, out=out)
     # Rewrite the results as a run from before coverage was recorded would have left them.
     old = [
         {k: v for k, v in r.items() if k not in ("covered", "distinct_answers")}
@@ -173,7 +173,7 @@ async def test_resuming_a_run_without_coverage_fills_it_from_the_vote_tables(tmp
 
     calls = backend.calls
     summary = await evaluate(
-        [FOUND, MISSED, MAJORITY], task=get_task("gsm8k"), policy=policy, config=config, out=out
+        [FOUND, MISSED, MAJORITY], task=get_task("gsm8k", prompt="house"), policy=policy, config=config, out=out
     )
     assert backend.calls == calls + 1  # only the new problem was solved
     assert summary.problems == 3 and summary.covered == 2  # found (backfilled), majority (new)
