@@ -163,7 +163,9 @@ async def test_resuming_a_run_without_coverage_fills_it_from_the_vote_tables(tmp
     backend = FunctionBackend(sampled)
     policy = fake_policy(sampled, backend)
     config = SolverConfig(method="sc", n=5)
-    await evaluate([FOUND, MISSED], task=get_task("gsm8k", prompt="house"), policy=policy, config=config, out=out)
+    await evaluate(
+        [FOUND, MISSED], task=get_task("gsm8k", prompt="house"), policy=policy, config=config, out=out
+    )
     # Rewrite the results as a run from before coverage was recorded would have left them.
     old = [
         {k: v for k, v in r.items() if k not in ("covered", "distinct_answers")}
@@ -173,7 +175,11 @@ async def test_resuming_a_run_without_coverage_fills_it_from_the_vote_tables(tmp
 
     calls = backend.calls
     summary = await evaluate(
-        [FOUND, MISSED, MAJORITY], task=get_task("gsm8k", prompt="house"), policy=policy, config=config, out=out
+        [FOUND, MISSED, MAJORITY],
+        task=get_task("gsm8k", prompt="house"),
+        policy=policy,
+        config=config,
+        out=out,
     )
     assert backend.calls == calls + 1  # only the new problem was solved
     assert summary.problems == 3 and summary.covered == 2  # found (backfilled), majority (new)
