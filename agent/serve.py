@@ -57,7 +57,6 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as Metric
@@ -169,7 +168,7 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-def _validation_error(exc: ValidationError | Any) -> ApiError:
+def _validation_error(exc: ValidationError) -> ApiError:
     first = exc.errors()[0]
     loc = [str(p) for p in first["loc"] if p != "body"]
     param = ".".join(loc) or None
@@ -314,10 +313,6 @@ def create_app(
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(_validation_error(exc))
-
     def authorize(request: Request) -> None:
         if serve.api_key is None:
             return
@@ -460,15 +455,14 @@ def create_app(
         else:
             choice = {"index": 0, "text": solution.text, "finish_reason": "stop", "logprobs": None}
             obj = "text_completion"
-        return {
-            "id": search.id,
-            "object": obj,
-            "created": created,
-            "model": search.model,
-            "choices": [choice],
-            "usage": usage(solution),
-            "treeloop": extension(search, solution, method),
-        }
+        return _envelope(
+            search,
+            obj,
+            created,
+            [choice],
+            usage=usage(solution),
+            treeloop=extension(search, solution, method),
+        )
 
     async def events(
         out: MemoryObjectSendStream[str],
@@ -493,14 +487,7 @@ def create_app(
                 }
             else:
                 choice = {"index": 0, "text": delta, "finish_reason": finish, "logprobs": None}
-            data = {
-                "id": search.id,
-                "object": obj,
-                "created": created,
-                "model": search.model,
-                "choices": [choice],
-            }
-            return "data: " + json.dumps(data | extra) + "\n\n"
+            return _sse(_envelope(search, obj, created, [choice], **extra))
 
         empty: Any = {} if kind == "chat" else ""
         first: Any = {"role": "assistant", "content": ""} if kind == "chat" else ""
@@ -526,32 +513,28 @@ def create_app(
                     last = now
                     await out.send(chunk(empty, None, treeloop={"progress": now}))
         if "error" in result:
-            await out.send("data: " + json.dumps(result["error"].body()) + "\n\n")
+            await out.send(_sse(result["error"].body()))
             await out.send("data: [DONE]\n\n")
             return
         solution: Solution = result["solution"]
         await out.send(chunk({"content": solution.text} if kind == "chat" else solution.text, None))
         await out.send(chunk(empty, "stop", treeloop=extension(search, solution, method)))
         if include_usage:
-            data = {
-                "id": search.id,
-                "object": obj,
-                "created": created,
-                "model": search.model,
-                "choices": [],
-                "usage": usage(solution),
-            }
-            await out.send("data: " + json.dumps(data) + "\n\n")
+            await out.send(_sse(_envelope(search, obj, created, [], usage=usage(solution))))
         await out.send("data: [DONE]\n\n")
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
+    async def parse(request: Request, model: type[Options]) -> Any:
+        """The caller authorized, then the body as ``model``, or an ApiError naming the bad field."""
         authorize(request)
         body = await _json(request)
         try:
-            opts = ChatRequest.model_validate(body)
+            return model.model_validate(body)
         except ValidationError as exc:
             raise _validation_error(exc) from None
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        opts = await parse(request, ChatRequest)
         users = [m for m in opts.messages if m.role == "user"]
         if not users:
             raise ApiError(400, "messages: no user message holds a problem to solve", param="messages")
@@ -559,12 +542,7 @@ def create_app(
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        authorize(request)
-        body = await _json(request)
-        try:
-            opts = CompletionRequest.model_validate(body)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
+        opts = await parse(request, CompletionRequest)
         prompts = [opts.prompt] if isinstance(opts.prompt, str) else opts.prompt
         if len(prompts) != 1:
             raise ApiError(400, "prompt: send one prompt per request", param="prompt")
@@ -614,6 +592,22 @@ def create_app(
         return HTMLResponse(page)
 
     return app
+
+
+def _envelope(search: Search, obj: str, created: int, choices: list[Any], **extra: Any) -> dict[str, Any]:
+    """An OpenAI completion object (or stream chunk) of ``search`` with ``choices`` and ``extra`` fields."""
+    return {
+        "id": search.id,
+        "object": obj,
+        "created": created,
+        "model": search.model,
+        "choices": choices,
+    } | extra
+
+
+def _sse(data: dict[str, Any]) -> str:
+    """One server-sent event."""
+    return "data: " + json.dumps(data) + "\n\n"
 
 
 async def _json(request: Any) -> Any:
