@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +28,7 @@ __all__ = [
     "add_solver_args",
     "configure_logging",
     "policy_overrides",
+    "report_errors",
     "run_cli",
     "search_config",
     "solver_config",
@@ -181,15 +184,50 @@ def configure_logging(level: str = "warning") -> None:
 
 def run_cli(main: Callable[[], Awaitable[int]], *, level: str | None) -> int:
     """Run an async entry point; turn user errors into a message and exit status 2."""
-    try:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # see agent/__init__.py
+
+    def run() -> int:
         configure_logging(level or load_settings().log_level)
         try:
             return anyio.run(main)
         except BaseExceptionGroup as group:
-            raise single_error(group) from None
+            raise _leaf(group, OSError) from None
+
+    return report_errors(run)
+
+
+def report_errors(main: Callable[[], int]) -> int:
+    """``main()``, with user errors printed as one ``error:`` line (plus hints) and exit status 2,
+    Ctrl-C as status 130, and file-system errors (disk full, a directory where a file belongs,
+    an unwritable path) named with their path; never a traceback for any of them."""
+    try:
+        return main()
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", ()):
+            print(note, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # What was written before stays (writes are atomic); say which file and what to do.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"error: {exc.strerror or exc}{where}; check that path, its permissions and the free disk "
+            "space, then rerun the same command (finished work is kept)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _leaf(group: BaseExceptionGroup, kind: type[BaseException]) -> BaseException:
+    """The error to report from a task group: ours if there is one, else the first ``kind``."""
+    error = single_error(group)
+    if not isinstance(error, BaseExceptionGroup):
+        return error
+    match, _ = group.split(kind)
+    while isinstance(match, BaseExceptionGroup):
+        match = match.exceptions[0]
+    return match if match is not None else group

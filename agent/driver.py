@@ -28,7 +28,7 @@ import structlog
 from agent.clients import Completion, Endpoint, Sampling, Usage
 from agent.critics import CriticWeights, combine
 from agent.critics.base import Critic, CriticScore
-from agent.errors import EndpointError, EndpointUnreachable, single_error
+from agent.errors import EndpointRejected, single_error
 from agent.merging import Similarity
 from agent.prompts import PromptFormat
 from agent.search.config import SearchConfig
@@ -86,7 +86,7 @@ class SearchResult:
     seconds: float
     policy_usage: Usage = field(default_factory=Usage)
     critic_usage: Usage = field(default_factory=Usage)
-    failed_simulations: int = 0
+    failed_simulations: int = 0  # simulations dropped because the server rejected a request
     critic_missing: int = 0
 
     @property
@@ -164,9 +164,11 @@ class _Search:
                     await anyio.lowlevel.checkpoint()
                 else:
                     applied = await self._expand(ticket)
-            except EndpointUnreachable:
-                raise
-            except EndpointError as exc:
+            except EndpointRejected as exc:
+                # The server refused this one request (say, a path grown past the context): the
+                # simulation is dropped and the search goes on. Errors that outlived the retry
+                # layer (a failing server) end the search: a tree missing simulations would be
+                # another search's result.
                 self.failed += 1
                 log.warning("simulation_failed", problem_id=self.problem.id, error=str(exc))
             finally:
@@ -363,7 +365,7 @@ class _Search:
             sampling = Sampling(max_tokens=self.config.final_max_tokens, stop=self.setup.fmt.stop)
             try:
                 result = await self.setup.policy.complete(self.base_prompt + self.rule.join(steps), sampling)
-            except EndpointError as exc:
+            except EndpointRejected as exc:
                 log.warning("completion_failed", problem_id=self.problem.id, error=str(exc))
             else:
                 self._spend(result.usage)

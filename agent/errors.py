@@ -8,9 +8,10 @@
     ├── ServerStartError             a model server process did not come up healthy
     ├── GradingError                 the grader itself failed (not: the answer was wrong)
     └── EndpointError                talking to a model endpoint failed
-        ├── TransientEndpointError   worth retrying: connection, timeout, 429, 5xx
+        ├── TransientEndpointError   worth retrying: connection, timeout, 429, 5xx, a garbled answer
         │   ├── EndpointUnreachable
-        │   └── EndpointTimeout
+        │   ├── EndpointTimeout
+        │   └── EndpointGarbled      a completion cut off or of the wrong shape (also a protocol error)
         ├── EndpointRejected         the server refused the request (4xx other than 429)
         │   └── PromptTooLong        the prompt does not fit the model's context
         └── EndpointProtocolError    the server answered something we cannot read
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "EndpointError",
+    "EndpointGarbled",
     "EndpointProtocolError",
     "EndpointRejected",
     "EndpointTimeout",
@@ -79,7 +81,17 @@ class EndpointError(AgentError):
 
 
 class TransientEndpointError(EndpointError):
-    """A failure that may go away on retry: connection refused, timeout, 429, 5xx."""
+    """A failure that may go away on retry: connection refused, timeout, 429, 5xx.
+
+    ``retry_after`` is the wait in seconds the server asked for (HTTP ``Retry-After``), if any;
+    the retry layer waits at least that long before the next attempt.
+    """
+
+    def __init__(
+        self, message: str, *, url: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        self.retry_after = retry_after
 
 
 class EndpointUnreachable(TransientEndpointError):
@@ -100,6 +112,13 @@ class PromptTooLong(EndpointRejected):
 
 class EndpointProtocolError(EndpointError):
     """The server's answer could not be understood (not JSON, missing fields, wrong types)."""
+
+
+class EndpointGarbled(TransientEndpointError, EndpointProtocolError):
+    """A completion answer that was cut off or had the wrong shape (not JSON, a missing field,
+    log-probabilities in an unknown format, fewer completions than asked). A healthy server of the
+    configured dialect never sends one, so it is retried like a 5xx; if every attempt is garbled,
+    the dialect (``--backend``) is probably wrong."""
 
 
 def single_error(group: BaseExceptionGroup) -> BaseException:

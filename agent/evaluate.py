@@ -34,7 +34,7 @@ from agent import __version__
 from agent.cli import add_policy_args, add_solver_args, policy_overrides, run_cli, solver_config
 from agent.clients import Usage
 from agent.driver import SharedBudget
-from agent.errors import AgentError, ConfigError, EndpointUnreachable, single_error
+from agent.errors import AgentError, ConfigError, TransientEndpointError, single_error
 from agent.runs import RunDir, write_json_atomic
 from agent.runtime import Policy, open_policy
 from agent.settings import load_settings
@@ -219,6 +219,8 @@ async def evaluate(
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalSummary:
     """Solve and grade every problem not already recorded under ``out``; return the summary."""
+    if not 1 <= concurrency <= 4096:
+        raise ConfigError(f"--concurrency must be between 1 and 4096, got {concurrency}")
     start = time.perf_counter()
     settings = {
         "task": task.name,
@@ -246,8 +248,10 @@ async def evaluate(
             async with limiter:
                 try:
                     solution = await solve_with(policy, problem, task=task, config=config, shared=shared)
-                except (EndpointUnreachable, ConfigError):
-                    raise  # the server is gone, or the setup is wrong: every problem would fail the same way
+                except (TransientEndpointError, ConfigError):
+                    # The server kept failing past the retry layer, or the setup is wrong: every
+                    # problem would fail the same way. Stop; what is recorded stays recorded.
+                    raise
                 except AgentError as exc:
                     failures[problem.id] = str(exc)
                     log.warning("problem_failed", problem_id=problem.id, error=str(exc))
@@ -284,7 +288,13 @@ async def evaluate(
                 for problem in todo:
                     tg.start_soon(one, problem)
         except BaseExceptionGroup as group:
-            raise single_error(group) from None
+            error = single_error(group)
+            if run is not None and isinstance(error, AgentError):
+                error.add_note(
+                    f"{len(records)} of {len(problems)} problems are recorded in {run.path}; "
+                    "rerun the same command to finish the rest"
+                )
+            raise error from None
 
     usage = sum((_usage_of(r) for r in records), Usage())
     selectors = _selector_accuracy(records)
@@ -342,6 +352,8 @@ async def _main(args: argparse.Namespace) -> int:
 
     settings = load_settings(**policy_overrides(args))
     config = solver_config(args)
+    if args.total_tokens is not None and args.total_tokens < 1:
+        raise ConfigError(f"--total-tokens must be at least 1, got {args.total_tokens}")
     task = get_task(args.task, prompt=settings.prompt)
     problems = load_task_problems(
         args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed

@@ -58,6 +58,8 @@ class RunDir:
 
     def open(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Create or reopen the run; return the results already recorded (blocking I/O)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"{self.path} is a file; --out takes a directory (new, or an earlier run's)")
         self.path.mkdir(parents=True, exist_ok=True)
         if self.config_path.exists():
             self._check_same_run(config)
@@ -68,10 +70,15 @@ class RunDir:
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one result line and flush it to disk (blocking; call from a worker thread)."""
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with self._lock, self.results_path.open("a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with self._lock, self.results_path.open("a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # disk full, file too large: name the file (a torn line is cut on resume)
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror, str(self.results_path)) from exc
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         write_json_atomic(self.summary_path, dict(summary))

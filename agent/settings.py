@@ -47,13 +47,15 @@ class EndpointSettings(BaseModel):
 
 
 class RetrySettings(BaseModel):
-    """The one retry layer: transient errors only (connect, timeout, 429, 5xx), jittered backoff."""
+    """The one retry layer: transient errors only (connect, timeout, 429, 5xx, a garbled answer),
+    jittered backoff, never shorter than the server's ``Retry-After`` (cut to ``max_retry_after``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     attempts: int = Field(default=4, ge=1)
     initial_wait: float = Field(default=0.5, ge=0)
     max_wait: float = Field(default=10.0, ge=0)
+    max_retry_after: float = Field(default=60.0, ge=0)
 
 
 class EmbeddedSettings(BaseModel):

@@ -15,10 +15,9 @@ import argparse
 import sys
 
 from agent.cli import add_policy_args, add_solver_args, policy_overrides, run_cli, solver_config
-from agent.errors import InputError
 from agent.runtime import Policy, open_policy
 from agent.settings import Settings, load_settings
-from agent.solvers import Method, Solution, SolverConfig, solve_with
+from agent.solvers import Method, Solution, SolverConfig, check_question, solve_with
 from agent.tasks import Problem, get_task
 
 __all__ = ["main", "solve"]
@@ -37,8 +36,7 @@ async def solve(
     """Solve ``question`` with ``method`` (or a full ``config``); uses ``policy`` if given, else opens
     one from ``settings`` (or the environment). ``prompt`` names the task's prompt variant (default:
     ``settings.prompt``, else the task's default)."""
-    if not question.strip():
-        raise InputError("the question is empty; pass the text of a problem to solve")
+    check_question(question)
     config = config or SolverConfig(method=method)
     problem = Problem(id="question", question=question)
     if policy is not None:

@@ -34,11 +34,13 @@ from agent.tasks.base import Problem, Task
 
 __all__ = [
     "CRITICS",
+    "MAX_QUESTION_CHARS",
     "METHODS",
     "Method",
     "Solution",
     "SolverConfig",
     "build_critics",
+    "check_question",
     "solve_problem",
     "solve_with",
     "vote",
@@ -48,6 +50,24 @@ Method = Literal["greedy", "sc", "rerank", "mcts"]
 METHODS: tuple[Method, ...] = ("greedy", "sc", "rerank", "mcts")
 CriticsKind = Literal["arithmetic", "generative", "mixed", "trained", "checked", "none"]
 CRITICS: tuple[CriticsKind, ...] = ("arithmetic", "generative", "mixed", "trained", "checked", "none")
+MAX_SAMPLES = 1024  # --n beyond this is a typo, not a budget
+MAX_TOKENS = 32_768
+MAX_QUESTION_CHARS = 20_000  # a word problem; longer text is refused before any request
+
+
+def check_question(text: str, *, what: str = "the question") -> None:
+    """InputError unless ``text`` is a plausible problem: not empty, at most MAX_QUESTION_CHARS
+    characters, valid Unicode text without NUL bytes or other control characters (tabs and line
+    breaks are fine)."""
+    if not text.strip():
+        raise InputError(f"{what} is empty; give the text of a problem")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise InputError(f"{what} has {len(text):,} characters; at most {MAX_QUESTION_CHARS:,} are accepted")
+    for i, ch in enumerate(text):
+        if "\ud800" <= ch <= "\udfff":
+            raise InputError(f"{what} is not valid UTF-8 text (an undecodable byte at character {i})")
+        if (ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127:
+            raise InputError(f"{what} holds a control character ({ch!r} at character {i}); pass plain text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +86,14 @@ class SolverConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.n < 1:
-            raise ConfigError(f"--n must be at least 1, got {self.n}")
-        if self.max_tokens < 1:
-            raise ConfigError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if not 1 <= self.n <= MAX_SAMPLES:
+            raise ConfigError(f"--n must be between 1 and {MAX_SAMPLES}, got {self.n}")
+        if not 1 <= self.max_tokens <= MAX_TOKENS:
+            raise ConfigError(f"--max-tokens must be between 1 and {MAX_TOKENS}, got {self.max_tokens}")
+        if not 0 <= self.temperature <= 10:
+            raise ConfigError(f"--temperature must be between 0 and 10, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.critics not in CRITICS:
             raise ConfigError(f"unknown critics {self.critics!r}; choose one of {', '.join(CRITICS)}")
 
@@ -146,8 +170,7 @@ async def solve_problem(
     for fast rollouts (default: the policy endpoint), ``on_tree`` an observer given the live tree
     (``agent.driver.run_search``).
     """
-    if not problem.question.strip():
-        raise InputError(f"problem {problem.id!r} has an empty question; give the text of a problem")
+    check_question(problem.question, what=f"the question of problem {problem.id!r}")
     try:
         critics: dict[str, Critic] = {}
         if config.method in ("mcts", "rerank"):

@@ -41,8 +41,8 @@ from typing import Any
 
 import anyio
 
+from agent.cli import report_errors
 from agent.critics.base import CriticRole
-from agent.errors import AgentError
 
 __all__ = ["main"]
 
@@ -123,10 +123,10 @@ def _read_trajectories(path: Path) -> list[Any]:
     path = path / "trajectories.jsonl" if path.is_dir() else path
     if not path.is_file():
         raise DataError(f"no trajectories at {path}: pass a JSONL file of graded trajectories")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [Trajectory(**{**r, "steps": tuple(r["steps"])}) for r in rows]
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise DataError(
             f"{path}: each line needs problem_id, question, gold, steps, answer, correct ({exc})"
         ) from None
@@ -490,13 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def train() -> int:
         manifest = anyio.run(run, args)
-    except AgentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(manifest.get("table") or f"critics trained: {args.out}")
-    return 0
+        print(manifest.get("table") or f"critics trained: {args.out}")
+        return 0
+
+    return report_errors(train)
 
 
 if __name__ == "__main__":

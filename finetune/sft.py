@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError, DataError
+from agent.cli import report_errors
+from agent.errors import DataError
 
 __all__ = ["main", "read_examples", "run"]
 
@@ -40,7 +41,11 @@ def read_examples(path: Path) -> list[Any]:
     if not path.is_file():
         raise DataError(f"no training data at {path}")
     examples = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc}); give a JSONL file") from exc
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -144,13 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        manifest = run(args)
-    except AgentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(manifest["result"]))
-    return 0
+
+    def train() -> int:
+        print(json.dumps(run(args)["result"]))
+        return 0
+
+    return report_errors(train)
 
 
 if __name__ == "__main__":

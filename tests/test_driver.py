@@ -10,7 +10,7 @@ import pytest
 
 from agent.clients import Endpoint, RetryPolicy, Sampling
 from agent.driver import SearchSetup, SharedBudget, run_search
-from agent.errors import EndpointUnreachable, TransientEndpointError
+from agent.errors import EndpointRejected, EndpointUnreachable, TransientEndpointError
 from agent.fakes.backend import FunctionBackend, FunctionCritic
 from agent.merging import EditDistanceSimilarity
 from agent.prompts import get_format
@@ -123,9 +123,9 @@ async def test_deadline_returns_the_best_answer_so_far() -> None:
     assert result.text  # an answer (or a greedy completion) was still produced
 
 
-async def test_a_failing_request_drops_one_simulation_and_the_tree_stays_consistent() -> None:
-    def fail(call: int) -> TransientEndpointError | None:
-        return TransientEndpointError("boom", url="fake://") if call in (2, 5) else None
+async def test_a_rejected_request_drops_one_simulation_and_the_tree_stays_consistent() -> None:
+    def fail(call: int) -> EndpointRejected | None:
+        return EndpointRejected("too long", url="fake://", status=400) if call in (2, 5) else None
 
     backend = FunctionBackend(arithmetic_policy, fail=fail)
     config = SearchConfig(simulations=10, workers=3, max_depth=4)
@@ -133,6 +133,19 @@ async def test_a_failing_request_drops_one_simulation_and_the_tree_stays_consist
     assert result.failed_simulations == 2
     assert result.tree.simulations == 10
     assert all(n.virtual_loss == 0 and n.pending == 0 for n in result.tree.nodes)
+
+
+async def test_a_transient_error_past_the_retry_layer_ends_the_search() -> None:
+    """A failing server ends the search with its error: a tree that silently lost simulations
+    would be recorded as another search's result."""
+
+    def fail(call: int) -> TransientEndpointError | None:
+        return TransientEndpointError("HTTP 503", url="fake://", status=503) if call == 3 else None
+
+    backend = FunctionBackend(arithmetic_policy, fail=fail)
+    config = SearchConfig(simulations=10, workers=3, max_depth=4)
+    with pytest.raises(TransientEndpointError, match="503"):
+        await run_search(PROBLEM, setup=setup_with(backend), config=config)
 
 
 async def test_unreachable_endpoint_ends_the_search() -> None:

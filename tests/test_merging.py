@@ -277,7 +277,8 @@ async def test_endpoint_embedder_cache_drops_the_least_recently_used() -> None:
         ([httpx.Response(503, text="loading model")], TransientEndpointError, FAST_RETRY.attempts),
         ([httpx.Response(200, json={"data": [{"index": 0}]})], EndpointProtocolError, 1),
         ([httpx.Response(200, json={"data": []})], EndpointProtocolError, 1),
-        ([httpx.Response(200, text="<html>")], EndpointProtocolError, 1),
+        # a cut or garbled answer is retried like a 5xx (EndpointGarbled is also a protocol error)
+        ([httpx.Response(200, text="<html>")], EndpointProtocolError, FAST_RETRY.attempts),
     ],
     ids=["400", "503", "no-embedding", "too-few", "not-json"],
 )

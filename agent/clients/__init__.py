@@ -62,5 +62,10 @@ def make_endpoint(
         backend,
         max_concurrency=settings.max_concurrency,
         timeout=settings.timeout,
-        retry=RetryPolicy(attempts=r.attempts, initial_wait=r.initial_wait, max_wait=r.max_wait),
+        retry=RetryPolicy(
+            attempts=r.attempts,
+            initial_wait=r.initial_wait,
+            max_wait=r.max_wait,
+            max_retry_after=r.max_retry_after,
+        ),
     )

@@ -2,7 +2,8 @@
 
 From the outside in, each call goes through:
 
-    retry loop (tenacity; TransientEndpointError only; jittered exponential backoff)
+    retry loop (tenacity; TransientEndpointError only; jittered exponential backoff, and never
+                less than the server's ``Retry-After``, up to ``RetryPolicy.max_retry_after``)
       -> capacity limiter (one per endpoint, shared by every caller, taken per attempt:
          a request waiting to retry does not hold a slot)
         -> per-attempt deadline (anyio.fail_after)
@@ -22,11 +23,13 @@ import anyio
 import structlog
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
     wait_random,
 )
+from tenacity.wait import wait_base
 
 from agent.clients.base import Backend, CompletionResult, Sampling
 from agent.errors import EndpointTimeout, TransientEndpointError
@@ -43,6 +46,7 @@ class RetryPolicy:
     attempts: int = 4
     initial_wait: float = 0.5
     max_wait: float = 10.0
+    max_retry_after: float = 60.0  # a longer Retry-After than this is cut to it
 
 
 class Guard:
@@ -79,8 +83,7 @@ class Guard:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientEndpointError),
             stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait)
-            + wait_random(0, self.retry.initial_wait),
+            wait=self._wait,
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -95,6 +98,21 @@ class Guard:
                             f"{self.url} took longer than {self.timeout:g} s", url=self.url
                         ) from exc
         return result
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Jittered exponential backoff, or the server's ``Retry-After`` when that is longer."""
+        backoff = self._backoff(state)
+        error = state.outcome.exception() if state.outcome is not None else None
+        asked = getattr(error, "retry_after", None)
+        if asked is None:
+            return backoff
+        return max(backoff, min(float(asked), self.retry.max_retry_after))
+
+    @property
+    def _backoff(self) -> wait_base:
+        return wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait) + wait_random(
+            0, self.retry.initial_wait
+        )
 
     def _log_retry(self, state: object) -> None:
         outcome = getattr(state, "outcome", None)
@@ -150,8 +168,14 @@ class Endpoint:
         return CompletionResult(result.completions, usage)
 
     async def health(self) -> None:
-        with anyio.fail_after(min(self.guard.timeout, 30.0)):
-            await self.backend.health()
+        """Return when the server answers its health route; a server that is restarting gets the
+        retry layer's attempts, like any request."""
+
+        async def probe() -> None:
+            with anyio.fail_after(min(self.guard.timeout, 30.0)):
+                await self.backend.health()
+
+        await self.guard.call(probe)
 
     async def aclose(self) -> None:
         if self._owns_backend:

@@ -16,7 +16,7 @@ import httpx
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
 from agent.clients.wire import normalize_logprobs, post_json, replace_backend
-from agent.errors import ConfigError, EndpointProtocolError, EndpointUnreachable, single_error
+from agent.errors import ConfigError, EndpointGarbled, EndpointUnreachable, single_error
 
 __all__ = ["LlamaCppBackend"]
 
@@ -77,13 +77,13 @@ class LlamaCppBackend:
         url = f"{self.url}/completion"
         data = await post_json(self._client, url, payload)
         items = data if isinstance(data, list) else [data]
-        try:
+        try:  # AttributeError: an item that is not an object
             completions = tuple(_parse_item(item) for item in items)
             usage = _usage(items)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EndpointProtocolError(f"{url} sent an unexpected completion: {exc!r}", url=url) from exc
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise EndpointGarbled(f"{url} sent an unexpected completion: {exc!r}", url=url) from exc
         if len(completions) != n:
-            raise EndpointProtocolError(f"{url} returned {len(completions)} completions, asked {n}", url=url)
+            raise EndpointGarbled(f"{url} returned {len(completions)} completions, asked {n}", url=url)
         return CompletionResult(completions, usage)
 
     def with_adapter(self, adapter: str) -> LlamaCppBackend:

@@ -18,7 +18,7 @@ from agent.clients.base import Completion, CompletionResult, Sampling, Usage
 from agent.clients.wire import classify_status, normalize_logprobs, replace_backend
 from agent.errors import (
     EndpointError,
-    EndpointProtocolError,
+    EndpointGarbled,
     EndpointTimeout,
     EndpointUnreachable,
 )
@@ -74,7 +74,7 @@ class OpenAIBackend:
         try:
             return _parse(response.model_dump(), n=n)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise EndpointProtocolError(f"{url} sent an unexpected completion: {exc!r}", url=url) from exc
+            raise EndpointGarbled(f"{url} sent an unexpected completion: {exc!r}", url=url) from exc
 
     def with_adapter(self, adapter: str) -> OpenAIBackend:
         return replace_backend(self, model=adapter)
@@ -96,8 +96,8 @@ def _translate(exc: openai.APIError, *, url: str) -> EndpointError:
     if isinstance(exc, openai.APIConnectionError):
         return EndpointUnreachable(f"could not connect to {url}: {exc.__cause__ or exc}", url=url)
     if isinstance(exc, openai.APIStatusError):
-        return classify_status(exc.status_code, _status_message(exc), url=url)
-    return EndpointProtocolError(f"{url} sent an answer the OpenAI client cannot read: {exc}", url=url)
+        return classify_status(exc.status_code, _status_message(exc), url=url, headers=exc.response.headers)
+    return EndpointGarbled(f"{url} sent an answer the OpenAI client cannot read: {exc}", url=url)
 
 
 def _status_message(exc: openai.APIStatusError) -> str:
@@ -111,9 +111,11 @@ def _parse(data: Mapping[str, Any], *, n: int) -> CompletionResult:
     choices = sorted(data["choices"], key=lambda c: c.get("index") or 0)
     if len(choices) != n:
         raise ValueError(f"{len(choices)} choices, asked {n}")
+    if any(not isinstance(choice.get("text"), str) for choice in choices):
+        raise ValueError("a choice without its text")
     completions = tuple(
         Completion(
-            text=str(choice["text"]),
+            text=choice["text"],
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             logprobs=normalize_logprobs(choice.get("logprobs")),
         )

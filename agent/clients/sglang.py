@@ -15,7 +15,7 @@ import httpx
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
 from agent.clients.wire import post_json, replace_backend, sglang_logprobs
-from agent.errors import EndpointProtocolError, EndpointUnreachable, TransientEndpointError
+from agent.errors import EndpointGarbled, EndpointUnreachable, TransientEndpointError
 
 __all__ = ["SGLangBackend"]
 
@@ -59,11 +59,11 @@ class SGLangBackend:
         data = await post_json(self._client, url, payload)
         items = data if isinstance(data, list) else [data]
         if len(items) != n:
-            raise EndpointProtocolError(f"{url} returned {len(items)} results, asked {n}", url=url)
+            raise EndpointGarbled(f"{url} returned {len(items)} results, asked {n}", url=url)
         try:
             parsed = [_parse_item(item, url=url) for item in items]
         except (KeyError, TypeError, ValueError) as exc:
-            raise EndpointProtocolError(f"{url} sent an unexpected result: {exc!r}", url=url) from exc
+            raise EndpointGarbled(f"{url} sent an unexpected result: {exc!r}", url=url) from exc
         usage = sum((u for _, u in parsed), Usage(requests=1))
         return CompletionResult(tuple(c for c, _ in parsed), usage)
 

@@ -14,6 +14,8 @@ Servers disagree on how they spell log-probabilities. Four shapes arrive here an
 from __future__ import annotations
 
 import copy
+import datetime
+import email.utils
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +26,7 @@ import httpx
 from agent.clients.base import TokenLogprob
 from agent.errors import (
     EndpointError,
-    EndpointProtocolError,
+    EndpointGarbled,
     EndpointRejected,
     EndpointTimeout,
     EndpointUnreachable,
@@ -32,21 +34,52 @@ from agent.errors import (
     TransientEndpointError,
 )
 
-__all__ = ["classify_status", "normalize_logprobs", "post_json", "replace_backend", "send", "sglang_logprobs"]
+__all__ = [
+    "classify_status",
+    "normalize_logprobs",
+    "post_json",
+    "replace_backend",
+    "retry_after_seconds",
+    "send",
+    "sglang_logprobs",
+]
 
 B = TypeVar("B")
 
 _CONTEXT_PATTERN = re.compile(r"context (size|length|window)|exceeds|too long|maximum context", re.I)
 
 
-def classify_status(status: int, message: str, *, url: str) -> EndpointError:
-    """The error for an HTTP error status: 429 and 5xx are transient, other 4xx are rejections."""
+def classify_status(
+    status: int, message: str, *, url: str, headers: Mapping[str, str] | None = None
+) -> EndpointError:
+    """The error for an HTTP error status: 429 and 5xx are transient (with the server's
+    ``Retry-After``, if it sent one), other 4xx are rejections."""
     text = f"{url} answered HTTP {status}: {message[:500]}"
     if status == 429 or status >= 500:
-        return TransientEndpointError(text, url=url, status=status)
+        retry_after = retry_after_seconds((headers or {}).get("retry-after"))
+        return TransientEndpointError(text, url=url, status=status, retry_after=retry_after)
     if status in (400, 413, 422) and _CONTEXT_PATTERN.search(message):
         return PromptTooLong(text, url=url, status=status)
     return EndpointRejected(text, url=url, status=status)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` header (delta-seconds or an HTTP date); None if absent
+    or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 async def send(
@@ -70,7 +103,7 @@ async def send(
     except httpx.TransportError as exc:
         raise TransientEndpointError(f"transport error talking to {url}: {exc!r}", url=url) from exc
     if response.status_code >= 400:
-        raise classify_status(response.status_code, message(response), url=url)
+        raise classify_status(response.status_code, message(response), url=url, headers=response.headers)
     return response
 
 
@@ -80,7 +113,7 @@ async def post_json(client: httpx.AsyncClient, url: str, payload: Mapping[str, A
     try:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EndpointProtocolError(
+        raise EndpointGarbled(
             f"{url} answered with something that is not JSON: {response.text[:200]!r}", url=url
         ) from exc
 

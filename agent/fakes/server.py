@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import anyio
 
-__all__ = ["FakeServer", "FakeServerStats", "default_text"]
+__all__ = ["FakeServer", "FakeServerStats", "HttpRequest", "default_text", "read_request", "write_response"]
 
 CHARS_PER_TOKEN = 4
 BLOCK_CHARS = 64
@@ -201,19 +201,13 @@ class FakeServer:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request and answer it; whether the connection stays open."""
         try:
-            request_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            method, target, version = request_line.split()
-            headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines if h)}
-            if "transfer-encoding" in headers:
-                raise ValueError("chunked bodies are not supported; send Content-Length")
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            request = await read_request(reader)
         except (ValueError, asyncio.LimitOverrunError) as exc:  # a malformed or oversized head
             await _send(writer, 400, _error(400, f"malformed request: {exc!r}"), keep=False)
             return False
-        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        status, payload = await self._route(method, target.partition("?")[0], body)
-        await _send(writer, status, payload, keep=keep)
-        return keep
+        status, payload = await self._route(request.method, request.path, request.body)
+        await _send(writer, status, payload, keep=request.keep_alive)
+        return request.keep_alive
 
     async def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         if method == "GET" and path in _READS:
@@ -336,14 +330,70 @@ def _integer(data: dict[str, Any], key: str, *, default: int, minimum: int) -> i
     return default if value is None else value
 
 
+class HttpRequest(NamedTuple):
+    method: str
+    path: str  # without the query string
+    target: str  # as sent
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    keep_alive: bool
+
+
+async def read_request(reader: asyncio.StreamReader) -> HttpRequest:
+    """One HTTP/1.1 request with a Content-Length body; ValueError if it is malformed."""
+    request_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    method, target, version = request_line.split()
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines if h)}
+    if "transfer-encoding" in headers:
+        raise ValueError("chunked bodies are not supported; send Content-Length")
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    return HttpRequest(method, target.partition("?")[0], target, headers, body, keep)
+
+
+def write_response(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: bytes,
+    *,
+    keep: bool,
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),),
+) -> None:
+    """Write one HTTP/1.1 response (the caller drains)."""
+    head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", *(f"{k}: {v}" for k, v in headers)]
+    head += [f"Content-Length: {len(body)}", *([] if keep else ["Connection: close"]), "", ""]
+    writer.write("\r\n".join(head).encode("latin-1") + body)
+
+
 def _error(status: int, message: str) -> dict[str, Any]:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return {"error": {"code": status, "message": message, "type": kind}}
 
 
 async def _send(writer: asyncio.StreamWriter, status: int, payload: Any, *, keep: bool) -> None:
-    body = json.dumps(payload).encode()
-    head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", "Content-Type: application/json"]
-    head += [f"Content-Length: {len(body)}", *([] if keep else ["Connection: close"]), "", ""]
-    writer.write("\r\n".join(head).encode("latin-1") + body)
+    write_response(writer, status, json.dumps(payload).encode(), keep=keep)
     await writer.drain()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m agent.fakes.server --port 8080``: the fake server as its own process, until killed
+    (for benchmarks that must not share a process with it, and for fault runs that kill it)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m agent.fakes.server", description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.01, help="seconds a request holds its slot")
+    parser.add_argument("--slots", type=int, default=8, help="requests processed at once")
+    parser.add_argument("--tokens", type=int, default=16, help="tokens per completion")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with FakeServer(args.latency, args.slots, tokens_per_completion=args.tokens, port=args.port) as server:
+        print(f"fake server at {server.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,25 @@ def parse_every(text: str) -> float:
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """ConfigError naming the flag for a count that cannot be meant."""
+    for flag, value, low in (
+        ("--cycles", args.cycles, 1),
+        ("--train-prompts", args.train_prompts, 1),
+        ("--heldout", args.heldout, 1),
+        ("--epochs", args.epochs, 1),
+        ("--critic-steps", args.critic_steps, 1),
+    ):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} must be at least {low}, got {value}")
+    if not 0 <= args.synthetic_ratio <= 1:
+        raise ConfigError(f"--synthetic-ratio must be between 0 and 1, got {args.synthetic_ratio}")
+    if args.total_tokens is not None and args.total_tokens < 1:
+        raise ConfigError(f"--total-tokens must be at least 1, got {args.total_tokens}")
+
+
 async def _main(args: argparse.Namespace) -> int:
+    _check_counts(args)
     search = search_config(args)
     overrides = policy_overrides(args)
     settings = load_settings(**overrides)

@@ -1,0 +1,489 @@
+"""Reliability in figures: server faults injected into real runs, and runs killed at random moments.
+
+    # each fault (and all at once) through the fault proxy, agent.evaluate as a user runs it
+    python bench/faults.py faults --upstream embedded --method greedy --limit 200
+    python bench/faults.py faults --upstream fake --method mcts --limit 200 --rate 0.05
+    # agent.evaluate killed (SIGKILL and SIGINT, alternately) at random moments and resumed
+    python bench/faults.py crash --upstream embedded --method greedy --limit 200 --kills 20
+
+``faults``: a clean run of the problems first (and a second clean run: the noise floor, since a
+batching server need not be bitwise deterministic), then one run per fault in ``agent.fakes.faults``
+and a ``mix`` of all of them, each a fresh ``python -m agent.evaluate`` process pointed at a
+``FaultProxy`` in front of the upstream server. A run that stops (a fault that outlived the retry
+layer) is rerun with the same command, as its error message says, until it finishes (at most
+``--max-reruns``). Each row compares the run directory with the clean run's:
+
+- finished / lost: problems recorded once / never recorded;
+- corrupted: lines that do not parse or lack fields, duplicate ids, a torn line, a summary that
+  does not match the results;
+- wrong: records whose answer or grade differ from the clean run's; tokens differ: records whose
+  recorded completion tokens differ (a retry counted twice would show here);
+- stops: runs that ended in an error (each must be one ``error:`` line naming the endpoint, never a
+  traceback); retries: requests the proxy saw beyond the clean run's; early: retries sooner than
+  the ``Retry-After`` they were given; extra tokens: completion tokens the upstream generated beyond
+  the clean run's (the cost of failed attempts); wall: total seconds over the clean run's.
+
+``crash``: an uninterrupted run first, then the same run killed ``--kills`` times at seeded random
+moments (SIGKILL and SIGINT alternately) and rerun after each, then let finish. After every kill it
+checks that no server process started by the run is left and that ``results.jsonl`` holds only whole
+lines (a torn last line is allowed: the next run truncates it); at the end, the finished run must
+equal the uninterrupted one. ``--upstream embedded`` without ``--url`` lets agent.evaluate start
+(and, when killed, lose) its own embedded server, so orphans are checked for real.
+
+Upstreams: ``embedded`` (the bundled model on the embedded llama.cpp server) or ``fake`` (the fake
+llama.cpp-dialect server as its own process: no model, deterministic, fast enough for ηMCTS on
+hundreds of problems). ηMCTS runs use ``--workers 1`` so that a search does not depend on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.fakes.faults import FAULTS, FaultPlan, FaultProxy, ProxyStats
+from servers.process import ManagedProcess
+
+__all__ = ["Upstream", "check_run", "crash", "fault_rows", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+_FIELDS = ("id", "answer", "gold", "correct", "covered", "tokens", "seconds")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Upstream:
+    """A model server process on a fixed port that the bench can kill (SIGKILL) and start again."""
+
+    def __init__(self, kind: str, log_dir: Path, *, latency: float = 0.005) -> None:
+        self.kind = kind
+        self.port = _free_port()
+        self.log_file = log_dir / f"{kind}-server.log"
+        self.latency = latency
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        if self.kind == "fake":
+            fake = [sys.executable, "-m", "agent.fakes.server", "--port", str(self.port)]
+            return [*fake, "--latency", str(self.latency), "--slots", "8"]
+        from servers.llamacpp import EmbeddedServerConfig
+        from servers.models import ensure_bundled_model
+
+        return EmbeddedServerConfig().command(model=ensure_bundled_model(), port=self.port)
+
+    def start(self) -> None:
+        self.process = ManagedProcess.start(
+            self.command(), health_url=f"{self.url}/health", log_file=self.log_file, startup_timeout=300
+        )
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.running:
+            os.killpg(self.process.popen.pid, signal.SIGKILL)
+            self.process.popen.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def __enter__(self) -> Upstream:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- reading a run directory ---------------------------------------------------------------------
+
+
+@dataclass
+class RunCheck:
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    corrupted: int = 0
+    problems: list[str] = field(default_factory=list)  # what is wrong, in words
+
+
+def check_run(out: Path, *, torn_ok: bool = False) -> RunCheck:
+    """Every line of ``results.jsonl`` parsed and checked; duplicates and a torn line counted as
+    corrupted (``torn_ok``: a torn last line is allowed, as right after a kill); the summary, if
+    any, must match the records."""
+    check = RunCheck()
+    path = out / "results.jsonl"
+    raw = path.read_bytes() if path.exists() else b""
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    if tail and not torn_ok:
+        check.corrupted += 1
+        check.problems.append(f"torn last line ({len(tail)} bytes)")
+    for n, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            missing = [k for k in _FIELDS if k not in record]
+            if missing:
+                raise ValueError(f"missing {missing}")
+        except ValueError as exc:
+            check.corrupted += 1
+            check.problems.append(f"line {n}: {exc}")
+            continue
+        if record["id"] in check.records:
+            check.corrupted += 1
+            check.problems.append(f"line {n}: duplicate id {record['id']}")
+        check.records[record["id"]] = record
+    summary = out / "summary.json"
+    if summary.exists() and not tail:
+        try:
+            data = json.loads(summary.read_text())
+            if data["problems"] != len(check.records):
+                counted = len(check.records)
+                raise ValueError(f"summary counts {data['problems']} problems, results hold {counted}")
+        except (ValueError, KeyError) as exc:
+            check.corrupted += 1
+            check.problems.append(f"summary.json: {exc}")
+    return check
+
+
+def _key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["answer"], record["correct"])
+
+
+def compare(run: RunCheck, reference: RunCheck) -> dict[str, int]:
+    expected = set(reference.records)
+    common = expected & set(run.records)
+
+    def tokens(record: dict[str, Any]) -> int:
+        return int(record["tokens"]["completion_tokens"])
+
+    return {
+        "finished": len(common),
+        "lost": len(expected - set(run.records)),
+        "corrupted": run.corrupted,
+        "wrong": sum(_key(run.records[i]) != _key(reference.records[i]) for i in common),
+        "tokens_differ": sum(tokens(run.records[i]) != tokens(reference.records[i]) for i in common),
+    }
+
+
+# --- running agent.evaluate as a user does --------------------------------------------------------
+
+
+def evaluate_command(args: argparse.Namespace, out: Path, url: str | None) -> list[str]:
+    command = [sys.executable, "-m", "agent.evaluate", "--task", "arith", "--limit", str(args.limit)]
+    command += ["--seed", str(args.problem_seed), "--method", args.method, "--out", str(out)]
+    if url is not None:
+        command += ["--url", url, "--backend", "llamacpp", "--prompt-format", "chatml"]
+    if args.method == "mcts":
+        command += ["--workers", "1", "--simulations", str(args.simulations)]
+    return command
+
+
+def _env(args: argparse.Namespace) -> dict[str, str]:
+    return {**os.environ, "AGENT_POLICY__TIMEOUT": str(args.timeout), "PYTHONPATH": str(ROOT)}
+
+
+@dataclass
+class Attempted:
+    runs: int = 0
+    stops: int = 0
+    unclear: int = 0  # stops whose message was not one clear error (a traceback, or nothing)
+    wall: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def run_until_done(args: argparse.Namespace, out: Path, url: str | None) -> Attempted:
+    """Run agent.evaluate; while it stops with an error, rerun the same command (at most
+    ``--max-reruns`` times)."""
+    attempted = Attempted()
+    for _ in range(args.max_reruns + 1):
+        start = time.perf_counter()
+        done = subprocess.run(
+            evaluate_command(args, out, url), env=_env(args), capture_output=True, text=True, cwd=ROOT
+        )
+        attempted.wall += time.perf_counter() - start
+        attempted.runs += 1
+        if done.returncode == 0:
+            return attempted
+        attempted.stops += 1
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        if len(errors) != 1 or "Traceback" in done.stderr:
+            attempted.unclear += 1
+            attempted.errors.append(done.stderr[-2000:])
+        else:
+            attempted.errors.append(errors[0][:300])
+    return attempted
+
+
+def fault_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    out_root = args.out / f"{args.upstream}-{args.method}"
+    if out_root.exists():
+        shutil.rmtree(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    names = ["clean", "clean-again", *args.faults, *(["mix"] if args.mix else [])]
+    with Upstream(args.upstream, out_root) as upstream:
+        reference: RunCheck | None = None
+        base: dict[str, Any] = {}
+        for name in names:
+            faults = tuple(f for f in FAULTS if f in (args.faults if name == "mix" else (name,)))
+            plan = FaultPlan(
+                faults,
+                rate=args.rate,
+                seed=args.seed,
+                retry_after=args.retry_after,
+                slow_seconds=args.timeout + 1.0,
+                refuse_seconds=args.refuse_seconds,
+                outage_rate=args.outage_rate,
+            )
+            out = out_root / name
+            shutil.rmtree(out, ignore_errors=True)
+            log_path = out_root / f"{name}.faults.jsonl"
+            log_path.unlink(missing_ok=True)
+            with FaultProxy(upstream.url, plan, log_path=log_path, upstream_control=upstream) as proxy:
+                attempted = run_until_done(args, out, proxy.url)
+                stats = proxy.stats()
+            check = check_run(out)
+            if reference is None:
+                reference = check
+                base = {"requests": stats.requests, "tokens": stats.upstream_completion_tokens}
+                base["wall"] = attempted.wall
+            row = {"fault": name, **compare(check, reference), **_row_extra(attempted, stats, base)}
+            row["details"] = check.problems[:5] + attempted.errors[:3]
+            rows.append(row)
+            print(_line(row), flush=True)
+    return rows
+
+
+def _row_extra(attempted: Attempted, stats: ProxyStats, base: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "runs": attempted.runs,
+        "stops": attempted.stops,
+        "unclear_stops": attempted.unclear,
+        "injected": sum(stats.faults.values()),
+        "kills": stats.kills,
+        "retries": stats.requests - base["requests"],
+        "early_retries": stats.early_retries,
+        "extra_tokens": stats.upstream_completion_tokens - base["tokens"],
+        "wall_s": round(attempted.wall, 1),
+        "wall_overhead": round(attempted.wall / base["wall"] - 1, 3) if base.get("wall") else 0.0,
+    }
+
+
+_COLUMNS = (
+    ("fault", "fault"),
+    ("finished", "finished"),
+    ("lost", "lost"),
+    ("corrupted", "corrupted"),
+    ("wrong", "wrong"),
+    ("tokens_differ", "tokens differ"),
+    ("injected", "injected"),
+    ("stops", "stops (reruns)"),
+    ("unclear_stops", "unclear stops"),
+    ("retries", "retries"),
+    ("early_retries", "early (Retry-After)"),
+    ("extra_tokens", "extra tokens"),
+    ("wall_s", "wall s"),
+    ("wall_overhead", "wall overhead"),
+)
+
+
+def _line(row: dict[str, Any]) -> str:
+    return "  ".join(f"{label}={row[key]}" for key, label in _COLUMNS)
+
+
+def markdown(rows: list[dict[str, Any]], title: str) -> str:
+    head = "| " + " | ".join(label for _, label in _COLUMNS) + " |"
+    rule = "|" + "---|" * len(_COLUMNS)
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        return f"{row[key]:+.0%}" if key == "wall_overhead" else str(row[key])
+
+    body = ["| " + " | ".join(cell(row, k) for k, _ in _COLUMNS) + " |" for row in rows]
+    return "\n".join([f"### {title}", "", head, rule, *body, ""])
+
+
+# --- crash and resume -----------------------------------------------------------------------------
+
+
+def _server_children(parent: int) -> list[int]:
+    """Embedded llama.cpp servers started by process ``parent`` (found by its --parent-pid flag)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"servers.llamacpp" in argv and b"--parent-pid" in argv:
+            if argv[argv.index(b"--parent-pid") + 1] == str(parent).encode():
+                found.append(int(entry.name))
+    return found
+
+
+def crash(args: argparse.Namespace) -> dict[str, Any]:
+    out_root = args.out / f"crash-{args.upstream}-{args.method}"
+    shutil.rmtree(out_root, ignore_errors=True)
+    out_root.mkdir(parents=True)
+    rng = random.Random(args.seed)
+    upstream = Upstream("fake", out_root) if args.upstream == "fake" else None
+    if upstream is not None:
+        upstream.start()
+    url = upstream.url if upstream is not None else None
+    try:
+        reference_out = out_root / "uninterrupted"
+        start = time.perf_counter()
+        attempted = run_until_done(args, reference_out, url)
+        reference_wall = time.perf_counter() - start
+        if attempted.stops:
+            raise SystemExit(f"the uninterrupted run stopped: {attempted.errors}")
+        reference = check_run(reference_out)
+        out = out_root / "killed"
+        kills: list[dict[str, Any]] = []
+        orphans = torn_seen = unclear = 0
+        tracebacks: list[str] = []
+        for k in range(args.kills):
+            sig = signal.SIGKILL if k % 2 == 0 else signal.SIGINT
+            # Kill somewhere in the run: early moments hit startup (model load, run.json), late
+            # ones the last problems; the spread covers one uninterrupted run's length.
+            delay = rng.uniform(0.2, max(0.5, reference_wall * 0.6))
+            process = subprocess.Popen(
+                evaluate_command(args, out, url),
+                env=_env(args),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            try:
+                process.wait(timeout=delay)
+                finished_early = True
+            except subprocess.TimeoutExpired:
+                finished_early = False
+                process.send_signal(sig)
+            _, stderr = process.communicate(timeout=120)
+            if "Traceback" in stderr:
+                unclear += 1
+                tracebacks.append(stderr[-1500:])
+            time.sleep(0.5)
+            left = _server_children(process.pid)
+            deadline = time.monotonic() + 15
+            while left and time.monotonic() < deadline:  # a SIGKILLed parent's server exits on its own
+                time.sleep(0.5)
+                left = _server_children(process.pid)
+            orphans += len(left)
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            check = check_run(out, torn_ok=True)
+            raw = (out / "results.jsonl").read_bytes() if (out / "results.jsonl").exists() else b""
+            torn = bool(raw) and not raw.endswith(b"\n")
+            torn_seen += torn
+            kills.append(
+                {
+                    "signal": sig.name,
+                    "at_s": round(delay, 2),
+                    "finished_before": finished_early,
+                    "exit": process.returncode,
+                    "records": len(check.records),
+                    "torn_line": torn,
+                    "orphans": len(left),
+                }
+            )
+            print(f"kill {k + 1}: {kills[-1]}", flush=True)
+            if finished_early:
+                break
+        final = run_until_done(args, out, url)
+        result = {
+            "kills": kills,
+            "orphans": orphans,
+            "torn_lines_seen": torn_seen,
+            "tracebacks": unclear + final.unclear,
+            "traceback_examples": (tracebacks + final.errors)[:3],
+            "final_stops": final.stops,
+            **compare(check_run(out), reference),
+            "duplicates_or_bad_lines": check_run(out).corrupted,
+            "reference_wall_s": round(reference_wall, 1),
+        }
+    finally:
+        if upstream is not None:
+            upstream.stop()
+    return result
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python bench/faults.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    for mode in ("faults", "crash"):
+        p = sub.add_parser(mode)
+        p.add_argument("--upstream", choices=("embedded", "fake"), default="fake")
+        p.add_argument("--method", choices=("greedy", "mcts"), default="greedy")
+        p.add_argument("--limit", type=int, default=200, help="generated test problems")
+        p.add_argument("--problem-seed", type=int, default=0)
+        p.add_argument("--simulations", type=int, default=16, help="mcts simulations per problem")
+        p.add_argument("--timeout", type=float, default=20.0, help="AGENT_POLICY__TIMEOUT (s)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the fault schedule / kill moments")
+        p.add_argument("--max-reruns", type=int, default=20)
+        p.add_argument("--out", type=Path, default=Path("runs/bench/faults"))
+    faults = sub.choices["faults"]
+    faults.add_argument("--faults", nargs="*", default=list(FAULTS), choices=FAULTS)
+    faults.add_argument("--no-mix", dest="mix", action="store_false", help="skip the all-at-once row")
+    faults.add_argument("--rate", type=float, default=0.1, help="share of requests faulted")
+    faults.add_argument(
+        "--outage-rate", type=float, default=0.01, help="share of requests that start a refuse or kill outage"
+    )
+    faults.add_argument("--retry-after", type=float, default=2.0, help="seconds in the 429 answers")
+    faults.add_argument("--refuse-seconds", type=float, default=1.0)
+    sub.choices["crash"].add_argument("--kills", type=int, default=20)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.mode == "faults":
+        rows = fault_rows(args)
+        title = (
+            f"Faults: agent.evaluate --method {args.method} on {args.limit} generated problems, "
+            f"{args.upstream} upstream, fault rate {args.rate} (outages {args.outage_rate}), seed {args.seed}"
+        )
+        text = markdown(rows, title)
+        name = f"faults-{args.upstream}-{args.method}"
+        (args.out / f"{name}.md").write_text(text)
+        (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))
+        print(text)
+        bad = [r["fault"] for r in rows if r["lost"] or r["corrupted"] or r["unclear_stops"]]
+    else:
+        result = crash(args)
+        name = f"crash-{args.upstream}-{args.method}"
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
+        summary = {k: v for k, v in result.items() if k != "kills"}
+        print(json.dumps(summary, indent=2))
+        failed = result["lost"] or result["corrupted"] or result["wrong"] or result["orphans"]
+        bad = ["crash"] if failed else []
+    if bad:
+        print(f"rows with lost or corrupted results: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
