@@ -321,8 +321,8 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
 # --- crash and resume -----------------------------------------------------------------------------
 
 
-def _server_children(parent: int) -> list[int]:
-    """Embedded llama.cpp servers started by process ``parent`` (found by its --parent-pid flag)."""
+def _children(parent: int, marker: bytes) -> list[tuple[int, list[bytes]]]:
+    """Processes whose command line holds ``marker`` and ``--parent-pid <parent>``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -331,9 +331,9 @@ def _server_children(parent: int) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"servers.llamacpp" in argv and b"--parent-pid" in argv:
+        if any(marker in a for a in argv) and b"--parent-pid" in argv:
             if argv[argv.index(b"--parent-pid") + 1] == str(parent).encode():
-                found.append(int(entry.name))
+                found.append((int(entry.name), argv))
     return found
 
 
@@ -382,11 +382,11 @@ def crash(args: argparse.Namespace) -> dict[str, Any]:
                 unclear += 1
                 tracebacks.append(stderr[-1500:])
             time.sleep(0.5)
-            left = _server_children(process.pid)
+            left = [pid for pid, _ in _children(process.pid, b"servers.llamacpp")]
             deadline = time.monotonic() + 15
             while left and time.monotonic() < deadline:  # a SIGKILLed parent's server exits on its own
                 time.sleep(0.5)
-                left = _server_children(process.pid)
+                left = [pid for pid, _ in _children(process.pid, b"servers.llamacpp")]
             orphans += len(left)
             for pid in left:
                 os.kill(pid, signal.SIGKILL)
@@ -426,13 +426,189 @@ def crash(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# --- agent.improve killed in each of its phases ---------------------------------------------------
+
+IMPROVE_PHASES = (
+    "baseline-eval",
+    "imagine",
+    "search",
+    "select",
+    "fine-tune",
+    "export",
+    "swap",
+    "evaluate",
+    "promote",
+)
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def _in_phase(phase: str, root: Path, pid: int, servers_seen: set[int]) -> bool:
+    """Whether the agent.improve process ``pid`` writing ``root`` is now in ``phase``."""
+    cycle = root / "cycle_1"
+    sft = _children(pid, b"finetune.sft")
+    if phase == "baseline-eval":
+        return _lines(root / "baseline" / "eval" / "greedy" / "results.jsonl") > 0
+    if phase == "imagine":
+        return (cycle / "prompts").exists() and not (cycle / "prompts" / "done.json").exists()
+    if phase == "search":
+        return (
+            _lines(cycle / "search" / "results.jsonl") > 0 and not (cycle / "search" / "done.json").exists()
+        )
+    if phase == "select":
+        return (cycle / "search" / "done.json").exists() and not (cycle / "data" / "done.json").exists()
+    if phase == "fine-tune":
+        return bool(sft)
+    if phase == "export":  # the PEFT adapter is saved; the GGUF export follows in the same process
+        return bool(sft) and (cycle / "adapter" / "adapter" / "adapter_model.safetensors").exists()
+    if phase == "swap":  # a server with the new adapter is starting
+        return any(
+            b"--lora" in argv and spid not in servers_seen for spid, argv in _children(pid, b"servers")
+        )
+    if phase == "evaluate":
+        return _lines(cycle / "eval" / "greedy" / "results.jsonl") > 0
+    if phase == "promote":
+        return (cycle / "decision.json").exists() and not (cycle / "manifest.json").exists()
+    raise ValueError(phase)
+
+
+def improve_command(args: argparse.Namespace, runs: Path) -> list[str]:
+    command = [sys.executable, "-m", "agent.improve", "--name", "crash", "--runs", str(runs), "--cycles", "1"]
+    command += ["--train-prompts", str(args.train_prompts), "--heldout", str(args.heldout)]
+    command += ["--simulations", str(args.simulations), "--set", "max_depth=2", "--eval", "greedy"]
+    command += ["--epochs", "1", "--max-steps", "8"]
+    # keep every trace that reached an answer, so that every phase (fine-tune to promote) runs
+    command += ["--no-correctness", "--gamma", "0", "--seed", str(args.seed)]
+    return command
+
+
+def _improve_state(root: Path) -> dict[str, Any]:
+    """What a finished cycle left: problem sets, record integrity, lineage consistency."""
+    cycle = root / "cycle_1"
+    state: dict[str, Any] = {"problems": []}
+    bad_json = 0
+    for path in root.rglob("*.json"):
+        try:
+            json.loads(path.read_text())
+        except ValueError:
+            bad_json += 1
+            state["problems"].append(f"{path}: not JSON")
+    state["bad_json"] = bad_json
+    results = {}
+    for path in sorted(root.rglob("results.jsonl")):
+        check = check_run(path.parent)
+        results[str(path.relative_to(root))] = sorted(check.records)
+        state["problems"] += [f"{path}: {p}" for p in check.problems]
+    state["results"] = results
+    state["corrupted"] = sum(1 for p in state["problems"] if "line" in p or "summary" in p)
+    manifest = json.loads((cycle / "manifest.json").read_text())
+    decision = (
+        json.loads((cycle / "decision.json").read_text()) if (cycle / "decision.json").exists() else None
+    )
+    lineage = json.loads((root / "lineage.json").read_text()) if (root / "lineage.json").exists() else None
+    consistent = True
+    if lineage is not None:  # a promoted adapter: evaluated, decided, recorded
+        consistent = (
+            decision is not None
+            and decision["promoted"]
+            and manifest["promoted"]
+            and lineage["eval"] == decision["evaluation"] == manifest["after"]
+            and Path(lineage["adapter_path"]).is_file()
+            and (cycle / "eval" / "greedy" / "summary.json").exists()
+        )
+    elif manifest["promoted"]:
+        consistent = False
+    state["lineage_consistent"] = consistent
+    state["promoted"] = manifest["promoted"]
+    state["kept"] = manifest["kept"]
+    return state
+
+
+def improve_crash(args: argparse.Namespace) -> dict[str, Any]:
+    out_root = args.out / "crash-improve"
+    shutil.rmtree(out_root, ignore_errors=True)
+    out_root.mkdir(parents=True)
+    env = _env(args)
+    start = time.perf_counter()
+    done = subprocess.run(
+        improve_command(args, out_root / "uninterrupted"), env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    reference_wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"the uninterrupted cycle failed:\n{done.stderr[-3000:]}")
+    reference = _improve_state(out_root / "uninterrupted" / "crash")
+    runs = out_root / "killed"
+    root = runs / "crash"
+    kills: list[dict[str, Any]] = []
+    orphans = tracebacks = 0
+    for k, phase in enumerate(IMPROVE_PHASES):
+        sig = signal.SIGKILL if k % 2 == 0 else signal.SIGINT
+        process = subprocess.Popen(
+            improve_command(args, runs),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        servers_seen = {spid for spid, _ in _children(process.pid, b"servers")}
+        hit = False
+        while process.poll() is None:
+            if _in_phase(phase, root, process.pid, servers_seen):
+                process.send_signal(sig)
+                hit = True
+                break
+            if not servers_seen:
+                servers_seen = {spid for spid, _ in _children(process.pid, b"servers")}
+            time.sleep(0.05)
+        _, stderr = process.communicate(timeout=300)
+        if "Traceback" in stderr:
+            tracebacks += 1
+        deadline = time.monotonic() + 20
+        left = _children(process.pid, b"")
+        while left and time.monotonic() < deadline:  # children notice a lost parent within a second
+            time.sleep(0.5)
+            left = _children(process.pid, b"")
+        orphans += len(left)
+        for pid, _ in left:
+            os.kill(pid, signal.SIGKILL)
+        kills.append(
+            {"phase": phase, "signal": sig.name, "hit": hit, "exit": process.returncode, "orphans": len(left)}
+        )
+        print(f"improve kill: {kills[-1]}", flush=True)
+    final = subprocess.run(improve_command(args, runs), env=env, capture_output=True, text=True, cwd=ROOT)
+    state = _improve_state(root)
+    same_sets = {
+        name: ids == state["results"].get(name)
+        for name, ids in reference["results"].items()
+        if not name.startswith("cycle_1/prompts")
+    }
+    return {
+        "kills": kills,
+        "phases_hit": sum(k["hit"] for k in kills),
+        "orphans": orphans,
+        "tracebacks": tracebacks + ("Traceback" in final.stderr),
+        "final_exit": final.returncode,
+        "corrupted": state["corrupted"],
+        "bad_json": state["bad_json"],
+        "lineage_consistent": state["lineage_consistent"],
+        "same_problem_sets": same_sets,
+        "promoted": [reference["promoted"], state["promoted"]],
+        "kept": [reference["kept"], state["kept"]],
+        "problems": state["problems"][:10],
+        "reference_wall_s": round(reference_wall, 1),
+    }
+
+
 # --- command line ---------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python bench/faults.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
-    for mode in ("faults", "crash"):
+    for mode in ("faults", "crash", "improve"):
         p = sub.add_parser(mode)
         p.add_argument("--upstream", choices=("embedded", "fake"), default="fake")
         p.add_argument("--method", choices=("greedy", "mcts"), default="greedy")
@@ -453,6 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--retry-after", type=float, default=2.0, help="seconds in the 429 answers")
     faults.add_argument("--refuse-seconds", type=float, default=1.0)
     sub.choices["crash"].add_argument("--kills", type=int, default=20)
+    sub.choices["improve"].add_argument("--train-prompts", type=int, default=6)
+    sub.choices["improve"].add_argument("--heldout", type=int, default=20)
     return parser
 
 
@@ -471,6 +649,12 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))
         print(text)
         bad = [r["fault"] for r in rows if r["lost"] or r["corrupted"] or r["unclear_stops"]]
+    elif args.mode == "improve":
+        result = improve_crash(args)
+        (args.out / "crash-improve.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        failed = result["orphans"] or result["corrupted"] or result["bad_json"] or result["final_exit"]
+        bad = ["improve"] if failed or not result["lineage_consistent"] else []
     else:
         result = crash(args)
         name = f"crash-{args.upstream}-{args.method}"

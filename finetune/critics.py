@@ -43,6 +43,7 @@ import anyio
 
 from agent.cli import report_errors
 from agent.critics.base import CriticRole
+from servers.process import exit_with_parent
 
 __all__ = ["main"]
 
@@ -476,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--calibration-rows", type=int, default=400, help="held-out rows scored per role")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone (no orphan training)")
     parser.add_argument(
         "--trajectories", type=Path, help="graded trajectories (JSONL) to train on instead of sampling"
     )
@@ -490,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    exit_with_parent(args.parent_pid)
 
     def train() -> int:
         manifest = anyio.run(run, args)

@@ -30,6 +30,7 @@ from typing import Any
 
 from agent.cli import report_errors
 from agent.errors import DataError
+from servers.process import exit_with_parent
 
 __all__ = ["main", "read_examples", "run"]
 
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--base", help="base model: GGUF path, HF directory or hub id (default: bundled)")
     parser.add_argument("--backend", choices=("auto", "peft", "unsloth"), default="auto")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone (no orphan training)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    exit_with_parent(args.parent_pid)
 
     def train() -> int:
         print(json.dumps(run(args)["result"]))

@@ -22,7 +22,7 @@ import httpx
 
 from agent.errors import ServerStartError
 
-__all__ = ["ManagedProcess", "log_tail"]
+__all__ = ["ManagedProcess", "exit_with_parent", "log_tail"]
 
 _POLL_SECONDS = 0.25
 
@@ -117,3 +117,19 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
+
+
+def exit_with_parent(parent_pid: int | None, *, poll: float = 1.0) -> None:
+    """From a child process: exit at once when ``parent_pid`` is no longer the parent (it was killed,
+    even with SIGKILL), so that no orphan keeps a GPU, a port or a half-written output busy. A
+    daemon thread polls ``os.getppid()``; ``None`` does nothing."""
+    if parent_pid is None:
+        return
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -171,6 +171,16 @@ async def test_one_tiny_cycle_changes_the_served_model(
             )
             # Rerunning the finished cycle does nothing and returns the same manifest.
             assert await run_cycle(1, cfg, policy, swap) == manifest
+            # Killed after its decision (and lineage.json, if promoted) but before the manifest: the
+            # rerun reaches the same end state without deciding again against the new lineage.
+            cycle = tmp_path / "tiny" / "cycle_1"
+            assert (cycle / "decision.json").is_file()
+            (cycle / "manifest.json").unlink()
+            again = await run_cycle(1, cfg, policy, swap)
+            keys = ("promoted", "why", "before", "after", "kept")
+            assert {k: again[k] for k in keys} == {k: manifest[k] for k in keys}
+            lineage = tmp_path / "tiny" / "lineage.json"
+            assert lineage.exists() == manifest["promoted"]
     finally:
         embedded_server.restart(replace(base_config, lora=()))
 

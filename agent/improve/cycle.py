@@ -2,8 +2,10 @@
 
 Each cycle writes ``runs/<name>/cycle_<k>/``; every step leaves its outputs and then a ``done.json``
 (written last), so a rerun skips finished steps, and the searches and evaluations resume problem by
-problem. The cycle's ``manifest.json`` is written last of all: data -> adapter -> evaluation ->
-decision, the lineage of the adapter. ``runs/<name>/lineage.json`` names the promoted adapter.
+problem. The promotion decision is written (``decision.json``) before ``runs/<name>/lineage.json``
+(the promoted adapter) is updated, and the cycle's ``manifest.json`` last of all: data -> adapter ->
+evaluation -> decision, the lineage of the adapter. A cycle killed at any point resumes to the same
+end state.
 
 The policy is served by the embedded llama.cpp server (adapters are swapped by restarting it on its
 port) or by SGLang / vLLM (adapters loaded at run time on every worker). Fine-tuning runs as a
@@ -95,8 +97,11 @@ class CycleConfig:
 
 
 def _done(path: Path) -> dict[str, Any] | None:
-    marker = path / "done.json"
-    return json.loads(marker.read_text()) if marker.exists() else None
+    return _done_file(path / "done.json")
+
+
+def _done_file(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _mark(path: Path, info: dict[str, Any]) -> dict[str, Any]:
@@ -288,11 +293,16 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     if await manifest_path.exists():
         return json.loads(await manifest_path.read_text())
     structlog.contextvars.bind_contextvars(cycle=k)
-    lineage = await anyio.to_thread.run_sync(_lineage, cfg)
+    # A cycle killed after its decision resumes from that decision, and from the lineage as it was
+    # before it (lineage.json may already name this cycle's adapter).
+    decided = await anyio.to_thread.run_sync(_done_file, out / "decision.json")
+    lineage = decided["lineage_before"] if decided else await anyio.to_thread.run_sync(_lineage, cfg)
     current = _served(lineage)
     active, kind = await _serve(swap, current, policy, cfg)  # search with the current policy and critics
-    baseline = lineage.get("eval") or await step_eval(
-        cfg, active, cfg.root / "baseline" / "eval", critics=kind
+    baseline = (
+        (decided or {}).get("baseline")
+        or lineage.get("eval")
+        or await step_eval(cfg, active, cfg.root / "baseline" / "eval", critics=kind)
     )
 
     prompts = await step_prompts(k, cfg, active, out / "prompts")
@@ -315,10 +325,24 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     candidate = Served(policy=(f"cycle_{k}", adapter) if adapter else current.policy, critics=critics)
     if candidate == current:
         evaluation, promoted, why = baseline, False, "no trajectory kept so far: nothing to fine-tune"
+    elif decided:
+        evaluation, promoted, why = decided["evaluation"], decided["promoted"], decided["why"]
+        if promoted:
+            await _serve(swap, candidate, policy, cfg)
     else:
         new_policy, new_kind = await _serve(swap, candidate, policy, cfg)
         evaluation = await step_eval(cfg, new_policy, out / "eval", critics=new_kind)
         promoted, why = promote(evaluation, baseline)
+        # The decision is written before lineage.json and the manifest: a kill in between resumes
+        # here, so lineage.json never names an adapter whose evaluation and decision are not on disk.
+        decision = {
+            "promoted": promoted,
+            "why": why,
+            "evaluation": evaluation,
+            "baseline": baseline,
+            "lineage_before": lineage,
+        }
+        await anyio.to_thread.run_sync(write_json_atomic, out / "decision.json", _jsonable(decision))
         if not promoted:
             await _serve(swap, current, policy, cfg)
     if promoted:

@@ -7,6 +7,7 @@ Each job writes ``manifest.json`` last, which marks it done: a rerun does not tr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -44,6 +45,7 @@ async def _run_job(command: list[str], out: Path, *, what: str) -> dict[str, Any
     """Run a training process writing ``out/manifest.json`` (its log: ``out/train.log``)."""
     manifest = anyio.Path(out / "manifest.json")
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+    command = [*command, "--parent-pid", str(os.getpid())]  # the job ends if this process is killed
     async with await anyio.open_file(out / "train.log", "ab") as logfile:
         done = await anyio.run_process(command, stdout=logfile.wrapped, stderr=logfile.wrapped, check=False)
     if done.returncode != 0 or not await manifest.exists():
