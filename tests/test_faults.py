@@ -207,3 +207,42 @@ def test_the_bench_prints_its_table_and_crash_check(
         assert len(result["kills"]) >= 1
     finally:
         sys.path.remove(str(BENCH))
+
+
+def test_a_child_job_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """Training jobs and the embedded server watch their parent: SIGKILL the parent, no orphan."""
+    import os
+    import signal
+    import subprocess
+
+    # The parent passes its own pid, as agent.improve passes --parent-pid to finetune.sft.
+    child = (
+        "import time; from servers.process import exit_with_parent; "
+        "exit_with_parent({pid}, poll=0.1); time.sleep(60)"
+    )
+    parent = (
+        "import os, subprocess, sys, time; "
+        f"c = subprocess.Popen([sys.executable, '-c', {child!r}.format(pid=os.getpid())]); "
+        "print(c.pid, flush=True); time.sleep(60)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, cwd=root)
+    assert process.stdout is not None
+    pid = int(process.stdout.readline())
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stdout.close()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        try:  # reap it if it became ours; otherwise wait for init to
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        state = (
+            Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+        )
+        if state == "Z":
+            break
+        time.sleep(0.1)
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone, or exited and not yet reaped
