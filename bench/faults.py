@@ -120,9 +120,40 @@ class RunCheck:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     corrupted: int = 0
     problems: list[str] = field(default_factory=list)  # what is wrong, in words
+    inconsistent: int = 0  # records that contradict themselves (see ``self_consistent``)
 
 
-def check_run(out: Path, *, torn_ok: bool = False) -> RunCheck:
+def self_consistent(records: dict[str, dict[str, Any]], method: str) -> list[str]:
+    """Records that contradict themselves: a greedy answer that is not the answer its own solution
+    states, or a grade that is not the grader's verdict on the recorded answer and gold. Unlike a
+    comparison with a clean run, this holds on a server whose batching is not bitwise
+    deterministic."""
+    import anyio
+
+    from agent.tasks import get_task
+    from agent.tasks.answers import normalize_number
+    from agent.tasks.grading import Grader
+
+    task = get_task("arith")
+    bad = []
+    if method == "greedy":
+        for rid, r in records.items():
+            stated = task.extract_answer(r.get("solution") or "")
+            if (normalize_number(stated) if stated is not None else None) != r["answer"]:
+                bad.append(f"{rid}: answer {r['answer']!r} is not what its solution states ({stated!r})")
+    ordered = list(records.values())
+
+    async def grades() -> list[bool]:
+        async with Grader() as grader:
+            return await grader.grade_many((r["answer"], r["gold"]) for r in ordered)
+
+    for r, verdict in zip(ordered, anyio.run(grades), strict=True):
+        if bool(r["correct"]) != verdict:
+            bad.append(f"{r['id']}: recorded correct={r['correct']}, the grader says {verdict}")
+    return bad
+
+
+def check_run(out: Path, *, torn_ok: bool = False, method: str | None = None) -> RunCheck:
     """Every line of ``results.jsonl`` parsed and checked; duplicates and a torn line counted as
     corrupted (``torn_ok``: a torn last line is allowed, as right after a kill); the summary, if
     any, must match the records."""
@@ -158,6 +189,10 @@ def check_run(out: Path, *, torn_ok: bool = False) -> RunCheck:
         except (ValueError, KeyError) as exc:
             check.corrupted += 1
             check.problems.append(f"summary.json: {exc}")
+    if method is not None:
+        inconsistent = self_consistent(check.records, method)
+        check.inconsistent = len(inconsistent)
+        check.problems += inconsistent
     return check
 
 
@@ -176,6 +211,7 @@ def compare(run: RunCheck, reference: RunCheck) -> dict[str, int]:
         "finished": len(common),
         "lost": len(expected - set(run.records)),
         "corrupted": run.corrupted,
+        "inconsistent": run.inconsistent,
         "wrong": sum(_key(run.records[i]) != _key(reference.records[i]) for i in common),
         "tokens_differ": sum(tokens(run.records[i]) != tokens(reference.records[i]) for i in common),
     }
@@ -237,6 +273,7 @@ def fault_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     out_root.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     names = ["clean", "clean-again", *args.faults, *(["mix"] if args.mix else [])]
+    names = [n for n in names if n in ("clean", *args.rows)] if args.rows else names
     with Upstream(args.upstream, out_root) as upstream:
         reference: RunCheck | None = None
         base: dict[str, Any] = {}
@@ -258,7 +295,7 @@ def fault_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             with FaultProxy(upstream.url, plan, log_path=log_path, upstream_control=upstream) as proxy:
                 attempted = run_until_done(args, out, proxy.url)
                 stats = proxy.stats()
-            check = check_run(out)
+            check = check_run(out, method=args.method)
             if reference is None:
                 reference = check
                 base = {"requests": stats.requests, "tokens": stats.upstream_completion_tokens}
@@ -290,7 +327,8 @@ _COLUMNS = (
     ("finished", "finished"),
     ("lost", "lost"),
     ("corrupted", "corrupted"),
-    ("wrong", "wrong"),
+    ("inconsistent", "inconsistent"),
+    ("wrong", "differ from clean"),
     ("tokens_differ", "tokens differ"),
     ("injected", "injected"),
     ("stops", "stops (reruns)"),
@@ -416,7 +454,7 @@ def crash(args: argparse.Namespace) -> dict[str, Any]:
             "tracebacks": unclear + final.unclear,
             "traceback_examples": (tracebacks + final.errors)[:3],
             "final_stops": final.stops,
-            **compare(check_run(out), reference),
+            **compare(check_run(out, method=args.method), reference),
             "duplicates_or_bad_lines": check_run(out).corrupted,
             "reference_wall_s": round(reference_wall, 1),
         }
@@ -622,6 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     faults = sub.choices["faults"]
     faults.add_argument("--faults", nargs="*", default=list(FAULTS), choices=FAULTS)
     faults.add_argument("--no-mix", dest="mix", action="store_false", help="skip the all-at-once row")
+    faults.add_argument(
+        "--rows", nargs="*", help="run only these rows (and the clean run), e.g. clean-again mix"
+    )
     faults.add_argument("--rate", type=float, default=0.1, help="share of requests faulted")
     faults.add_argument(
         "--outage-rate", type=float, default=0.01, help="share of requests that start a refuse or kill outage"
@@ -648,7 +689,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{name}.md").write_text(text)
         (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))
         print(text)
-        bad = [r["fault"] for r in rows if r["lost"] or r["corrupted"] or r["unclear_stops"]]
+        bad = [
+            r["fault"] for r in rows if r["lost"] or r["corrupted"] or r["inconsistent"] or r["unclear_stops"]
+        ]
     elif args.mode == "improve":
         result = improve_crash(args)
         (args.out / "crash-improve.json").write_text(json.dumps(result, indent=2))
@@ -661,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
         summary = {k: v for k, v in result.items() if k != "kills"}
         print(json.dumps(summary, indent=2))
-        failed = result["lost"] or result["corrupted"] or result["wrong"] or result["orphans"]
+        failed = result["lost"] or result["corrupted"] or result["inconsistent"] or result["orphans"]
         bad = ["crash"] if failed else []
     if bad:
         print(f"rows with lost or corrupted results: {bad}", file=sys.stderr)
