@@ -153,7 +153,9 @@ def self_consistent(records: dict[str, dict[str, Any]], method: str) -> list[str
     return bad
 
 
-def check_run(out: Path, *, torn_ok: bool = False, method: str | None = None) -> RunCheck:
+def check_run(
+    out: Path, *, torn_ok: bool = False, method: str | None = None, fields: tuple[str, ...] = _FIELDS
+) -> RunCheck:
     """Every line of ``results.jsonl`` parsed and checked; duplicates and a torn line counted as
     corrupted (``torn_ok``: a torn last line is allowed, as right after a kill); the summary, if
     any, must match the records."""
@@ -168,7 +170,7 @@ def check_run(out: Path, *, torn_ok: bool = False, method: str | None = None) ->
     for n, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
-            missing = [k for k in _FIELDS if k not in record]
+            missing = [k for k in fields if k not in record]
             if missing:
                 raise ValueError(f"missing {missing}")
         except ValueError as exc:
@@ -401,21 +403,23 @@ def crash(args: argparse.Namespace) -> dict[str, Any]:
             # Kill somewhere in the run: early moments hit startup (model load, run.json), late
             # ones the last problems; the spread covers one uninterrupted run's length.
             delay = rng.uniform(0.2, max(0.5, reference_wall * 0.6))
-            process = subprocess.Popen(
-                evaluate_command(args, out, url),
-                env=_env(args),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=ROOT,
-            )
+            log = out_root / f"kill-{k + 1}.stderr"
+            with log.open("w") as err:  # the child keeps its own copy of the file
+                process = subprocess.Popen(
+                    evaluate_command(args, out, url),
+                    env=_env(args),
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    cwd=ROOT,
+                )
             try:
                 process.wait(timeout=delay)
                 finished_early = True
             except subprocess.TimeoutExpired:
                 finished_early = False
                 process.send_signal(sig)
-            _, stderr = process.communicate(timeout=120)
+            process.wait(timeout=120)
+            stderr = log.read_text(errors="replace")
             if "Traceback" in stderr:
                 unclear += 1
                 tracebacks.append(stderr[-1500:])
@@ -534,13 +538,14 @@ def _improve_state(root: Path) -> dict[str, Any]:
             bad_json += 1
             state["problems"].append(f"{path}: not JSON")
     state["bad_json"] = bad_json
-    results = {}
+    results, corrupted = {}, 0
     for path in sorted(root.rglob("results.jsonl")):
-        check = check_run(path.parent)
+        check = check_run(path.parent, fields=("id",))
         results[str(path.relative_to(root))] = sorted(check.records)
+        corrupted += check.corrupted
         state["problems"] += [f"{path}: {p}" for p in check.problems]
     state["results"] = results
-    state["corrupted"] = sum(1 for p in state["problems"] if "line" in p or "summary" in p)
+    state["corrupted"] = corrupted
     manifest = json.loads((cycle / "manifest.json").read_text())
     decision = (
         json.loads((cycle / "decision.json").read_text()) if (cycle / "decision.json").exists() else None
@@ -583,26 +588,26 @@ def improve_crash(args: argparse.Namespace) -> dict[str, Any]:
     orphans = tracebacks = 0
     for k, phase in enumerate(IMPROVE_PHASES):
         sig = signal.SIGKILL if k % 2 == 0 else signal.SIGINT
-        process = subprocess.Popen(
-            improve_command(args, runs),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
+        log = out_root / f"kill-{k + 1}.stderr"
+        with log.open("w") as err:  # the child keeps its own copy of the file
+            process = subprocess.Popen(
+                improve_command(args, runs), env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT
+            )
         servers_seen = {spid for spid, _ in _children(process.pid, b"servers")}
-        hit = False
-        while process.poll() is None:
-            if _in_phase(phase, root, process.pid, servers_seen):
+        killed_in = None
+        while process.poll() is None and killed_in is None:
+            # this phase, or (a short phase missed between two polls) the first later one seen
+            killed_in = next(
+                (p for p in IMPROVE_PHASES[k:] if _in_phase(p, root, process.pid, servers_seen)), None
+            )
+            if killed_in is not None:
                 process.send_signal(sig)
-                hit = True
                 break
             if not servers_seen:
                 servers_seen = {spid for spid, _ in _children(process.pid, b"servers")}
             time.sleep(0.05)
-        _, stderr = process.communicate(timeout=300)
-        if "Traceback" in stderr:
+        process.wait(timeout=300)
+        if "Traceback" in log.read_text(errors="replace"):
             tracebacks += 1
         deadline = time.monotonic() + 20
         left = _children(process.pid, b"")
@@ -613,7 +618,13 @@ def improve_crash(args: argparse.Namespace) -> dict[str, Any]:
         for pid, _ in left:
             os.kill(pid, signal.SIGKILL)
         kills.append(
-            {"phase": phase, "signal": sig.name, "hit": hit, "exit": process.returncode, "orphans": len(left)}
+            {
+                "phase": phase,
+                "killed_in": killed_in,
+                "signal": sig.name,
+                "exit": process.returncode,
+                "orphans": len(left),
+            }
         )
         print(f"improve kill: {kills[-1]}", flush=True)
     final = subprocess.run(improve_command(args, runs), env=env, capture_output=True, text=True, cwd=ROOT)
@@ -625,7 +636,7 @@ def improve_crash(args: argparse.Namespace) -> dict[str, Any]:
     }
     return {
         "kills": kills,
-        "phases_hit": sum(k["hit"] for k in kills),
+        "phases_hit": sorted({k["killed_in"] for k in kills if k["killed_in"]}),
         "orphans": orphans,
         "tracebacks": tracebacks + ("Traceback" in final.stderr),
         "final_exit": final.returncode,
