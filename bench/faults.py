@@ -400,9 +400,10 @@ def crash(args: argparse.Namespace) -> dict[str, Any]:
         tracebacks: list[str] = []
         for k in range(args.kills):
             sig = signal.SIGKILL if k % 2 == 0 else signal.SIGINT
-            # Kill somewhere in the run: early moments hit startup (model load, run.json), late
-            # ones the last problems; the spread covers one uninterrupted run's length.
-            delay = rng.uniform(0.2, max(0.5, reference_wall * 0.6))
+            # Kill somewhere in the next stretch of the run: each resumed run gets on average about
+            # 1/kills of the work done before it is killed, so the kills spread over the whole
+            # run; short delays hit startup (model load, run.json) and the first requests.
+            delay = rng.uniform(0.2, max(0.5, 2.5 * reference_wall / args.kills))
             log = out_root / f"kill-{k + 1}.stderr"
             with log.open("w") as err:  # the child keeps its own copy of the file
                 process = subprocess.Popen(
