@@ -162,6 +162,7 @@ class FaultProxy:
         self._burst: tuple[str, int] | None = None  # (fault, requests left)
         self._told: dict[str, float] = {}  # body hash -> time before which a retry is early
         self._killing = False
+        self._refusing = False
 
     @property
     def url(self) -> str:
@@ -274,14 +275,21 @@ class FaultProxy:
                 fault = self.plan.draw(index)
                 if fault is not None and self.plan.burst > 1:
                     self._burst = (fault, self.plan.burst - 1)
+            drawn = fault
             if fault == "kill" and self._killing:
                 fault = "http502"  # the upstream is already on its way down
+            if fault == "refuse" and self._refusing:
+                fault = "reset"  # already refusing: this connection is dropped like the others
+            if fault == "refuse":
+                self._refusing = True
             if fault is not None:
                 self._stats.faults[fault] += 1
             if fault == "http429":
                 self._told[digest] = now + self.plan.retry_after
         if self._log:
             entry = {"i": index, "t": round(now, 4), "path": request.path, "body": digest, "fault": fault}
+            if drawn != fault:  # an outage already under way: what the schedule drew, and what was done
+                entry["drawn"] = drawn
             self._log.write(json.dumps(entry) + "\n")
             self._log.flush()
         return fault
@@ -336,17 +344,20 @@ class FaultProxy:
 
     async def _refuse(self) -> None:
         """Stop listening (new connections are refused), drop the open ones, listen again later."""
-        self._server.close()
-        for writer in list(self._writers):
-            _reset(writer)
-        await asyncio.sleep(self.plan.refuse_seconds)
-        for _ in range(50):  # the port is ours again as soon as the old sockets are gone
-            try:
-                self._server = await self._listen()
-                return
-            except OSError:
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"the fault proxy could not listen on port {self.port} again")
+        try:
+            self._server.close()
+            for writer in list(self._writers):
+                _reset(writer)
+            await asyncio.sleep(self.plan.refuse_seconds)
+            for _ in range(50):  # the port is ours again as soon as the old sockets are gone
+                try:
+                    self._server = await self._listen()
+                    return
+                except OSError:
+                    await asyncio.sleep(0.1)
+            raise RuntimeError(f"the fault proxy could not listen on port {self.port} again")
+        finally:
+            self._refusing = False
 
     async def _kill_upstream(self) -> None:
         with self._lock:
@@ -431,6 +442,6 @@ def _garble(fault: str, body: bytes) -> bytes:
 
 
 def replay(log_path: Path) -> list[tuple[int, str | None]]:
-    """The (request index, fault) schedule a run logged, to compare with ``FaultPlan.draw``."""
+    """The (request index, fault drawn) schedule a run logged, to compare with ``FaultPlan.draw``."""
     with log_path.open() as f:
-        return [(int(e["i"]), e["fault"]) for e in map(json.loads, f)]
+        return [(int(e["i"]), e.get("drawn", e["fault"])) for e in map(json.loads, f)]
