@@ -670,13 +670,136 @@ def improve_crash(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --- agent.serve behind the proxy ----------------------------------------------------------------
+
+
+def serve_faults(args: argparse.Namespace) -> dict[str, Any]:
+    """``agent.serve`` with its model server behind the proxy: the same questions asked with no
+    faults, with every fault mixed in, and with a server that keeps failing (then healed)."""
+    import httpx
+
+    from agent.tasks import load_task_problems
+
+    out_root = args.out / f"serve-{args.upstream}"
+    shutil.rmtree(out_root, ignore_errors=True)
+    out_root.mkdir(parents=True)
+    questions = [p.question for p in load_task_problems("arith", split="test", limit=args.limit, seed=0)]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    plan = FaultPlan(
+        FAULTS,
+        rate=args.rate,
+        seed=args.seed,
+        retry_after=args.retry_after,
+        slow_seconds=args.timeout + 1.0,
+        refuse_seconds=args.refuse_seconds,
+        outage_rate=args.outage_rate,
+    )
+    with (
+        Upstream(args.upstream, out_root) as upstream,
+        FaultProxy(upstream.url, upstream_control=upstream) as proxy,
+    ):
+        command = [sys.executable, "-m", "agent.serve", "--url", proxy.url, "--backend", "llamacpp"]
+        command += ["--prompt-format", "chatml", "--port", str(port)]
+        env = {**_env(args), "AGENT_SERVE__MAX_CONCURRENT": "8", "AGENT_SERVE__MAX_QUEUE": "256"}
+        with (out_root / "serve.stderr").open("w") as err:
+            server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{url}/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"agent.serve did not start; see {out_root / 'serve.stderr'}")
+                time.sleep(0.2)
+
+            def ask_all(label: str) -> dict[str, Any]:
+                import anyio
+
+                replies: list[tuple[int, str | None, str]] = [(0, None, "")] * len(questions)
+
+                async def main() -> None:
+                    limit = anyio.CapacityLimiter(8)
+                    async with httpx.AsyncClient(timeout=600) as client:
+
+                        async def one(i: int) -> None:
+                            async with limit:
+                                body = {
+                                    "model": "treeloop-greedy",
+                                    "messages": [{"role": "user", "content": questions[i]}],
+                                }
+                                r = await client.post(f"{url}/v1/chat/completions", json=body)
+                                data = r.json()
+                                answer = (
+                                    (data.get("treeloop") or {}).get("answer")
+                                    if r.status_code == 200
+                                    else None
+                                )
+                                message = (
+                                    (data.get("error") or {}).get("message", "")
+                                    if r.status_code != 200
+                                    else ""
+                                )
+                                replies[i] = (r.status_code, answer, message)
+
+                        async with anyio.create_task_group() as tg:
+                            for i in range(len(questions)):
+                                tg.start_soon(one, i)
+
+                before = proxy.stats()
+                started = time.perf_counter()
+                anyio.run(main)
+                after = proxy.stats()
+                return {
+                    "label": label,
+                    "replies": replies,
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "requests": after.requests - before.requests,
+                    "injected": sum(after.faults.values()) - sum(before.faults.values()),
+                }
+
+            clean = ask_all("clean")
+            proxy.plan = plan
+            faulted = ask_all("mix")
+            proxy.plan = FaultPlan(("http503",), rate=1.0)
+            broken = ask_all("persistent 503")
+            proxy.plan = FaultPlan()
+            healed = ask_all("healed")
+            alive = server.poll() is None and httpx.get(f"{url}/health").status_code == 200
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    rows = []
+    for run in (clean, faulted, broken, healed):
+        statuses = [status for status, _, _ in run["replies"]]
+        rows.append(
+            {
+                "run": run["label"],
+                "requests": len(statuses),
+                "ok": statuses.count(200),
+                "errors": {str(code): statuses.count(code) for code in sorted(set(statuses)) if code != 200},
+                "answers_differ_from_clean": sum(
+                    a[1] != b[1] for a, b in zip(run["replies"], clean["replies"], strict=True) if a[0] == 200
+                ),
+                "error_names_endpoint": all(proxy.url in m for s, _, m in run["replies"] if s != 200),
+                "model_requests": run["requests"],
+                "injected": run["injected"],
+                "seconds": run["seconds"],
+            }
+        )
+    return {"rows": rows, "server_alive_after": alive}
+
+
 # --- command line ---------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python bench/faults.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
-    for mode in ("faults", "crash", "improve"):
+    for mode in ("faults", "crash", "improve", "serve"):
         p = sub.add_parser(mode)
         p.add_argument("--upstream", choices=("embedded", "fake"), default="fake")
         p.add_argument("--method", choices=("greedy", "mcts"), default="greedy")
@@ -687,18 +810,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="seed of the fault schedule / kill moments")
         p.add_argument("--max-reruns", type=int, default=20)
         p.add_argument("--out", type=Path, default=Path("runs/bench/faults"))
+    for mode in ("faults", "serve"):
+        p = sub.choices[mode]
+        p.add_argument("--rate", type=float, default=0.1, help="share of requests faulted")
+        p.add_argument("--outage-rate", type=float, default=0.01, help="share of requests starting an outage")
+        p.add_argument("--retry-after", type=float, default=2.0, help="seconds in the 429 answers")
+        p.add_argument("--refuse-seconds", type=float, default=1.0)
     faults = sub.choices["faults"]
     faults.add_argument("--faults", nargs="*", default=list(FAULTS), choices=FAULTS)
     faults.add_argument("--no-mix", dest="mix", action="store_false", help="skip the all-at-once row")
     faults.add_argument(
         "--rows", nargs="*", help="run only these rows (and the clean run), e.g. clean-again mix"
     )
-    faults.add_argument("--rate", type=float, default=0.1, help="share of requests faulted")
-    faults.add_argument(
-        "--outage-rate", type=float, default=0.01, help="share of requests that start a refuse or kill outage"
-    )
-    faults.add_argument("--retry-after", type=float, default=2.0, help="seconds in the 429 answers")
-    faults.add_argument("--refuse-seconds", type=float, default=1.0)
     sub.choices["crash"].add_argument("--kills", type=int, default=20)
     sub.choices["improve"].add_argument("--train-prompts", type=int, default=6)
     sub.choices["improve"].add_argument("--heldout", type=int, default=20)
@@ -722,6 +845,15 @@ def main(argv: list[str] | None = None) -> int:
         bad = [
             r["fault"] for r in rows if r["lost"] or r["corrupted"] or r["inconsistent"] or r["unclear_stops"]
         ]
+    elif args.mode == "serve":
+        result = serve_faults(args)
+        (args.out / f"serve-{args.upstream}.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        rows = {row["run"]: row for row in result["rows"]}
+        lost = (
+            rows["mix"]["ok"] != rows["mix"]["requests"] or rows["healed"]["ok"] != rows["healed"]["requests"]
+        )
+        bad = ["serve"] if lost or not result["server_alive_after"] else []
     elif args.mode == "improve":
         result = improve_crash(args)
         (args.out / "crash-improve.json").write_text(json.dumps(result, indent=2))

@@ -246,3 +246,24 @@ def test_a_child_job_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
         time.sleep(0.1)
     stat = Path(f"/proc/{pid}/stat")
     assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone, or exited and not yet reaped
+
+
+def test_agent_serve_behind_the_proxy_answers_through_faults_and_recovers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The serving endpoint in the fault runs: every question answered as without faults, a model
+    server that keeps failing gives 502s naming it, and the endpoint serves again once it heals."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        faults = __import__("faults")
+        argv = ["serve", "--upstream", "fake", "--limit", "8", "--rate", "0.3", "--outage-rate", "0.05"]
+        argv += ["--timeout", "2", "--retry-after", "0.3", "--refuse-seconds", "0.2", "--out", str(tmp_path)]
+        assert faults.main(argv) == 0
+        result = json.loads((tmp_path / "serve-fake.json").read_text())
+    finally:
+        sys.path.remove(str(BENCH))
+    rows = {row["run"]: row for row in result["rows"]}
+    assert rows["clean"]["ok"] == rows["mix"]["ok"] == rows["healed"]["ok"] == 8
+    assert rows["mix"]["injected"] > 0 and rows["mix"]["answers_differ_from_clean"] == 0
+    assert rows["persistent 503"]["errors"] == {"502": 8} and rows["persistent 503"]["error_names_endpoint"]
+    assert rows["healed"]["answers_differ_from_clean"] == 0 and result["server_alive_after"]
