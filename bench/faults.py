@@ -415,12 +415,13 @@ def crash(args: argparse.Namespace) -> dict[str, Any]:
         for k in range(args.kills):
             sig = signal.SIGKILL if k % 2 == 0 else signal.SIGINT
             # One kill in five lands during startup (imports, model load, run.json, the first
-            # requests); the others after it, each resumed run doing on average about 1/kills of
-            # the work before it is killed, so that the kills spread over the whole run.
+            # requests); the others after it, each resumed run doing on average about half of
+            # 1/kills of the work before it is killed, so that every kill finds work left and
+            # the kills spread over the first half of the run or more.
             if rng.random() < 0.2:
                 delay = rng.uniform(0.2, startup)
             else:
-                delay = startup + rng.uniform(0.0, 2.0 * work / args.kills)
+                delay = startup + rng.uniform(0.0, work / args.kills)
             log = out_root / f"kill-{k + 1}.stderr"
             with log.open("w") as err:  # the child keeps its own copy of the file
                 process = subprocess.Popen(
