@@ -503,6 +503,16 @@ IMPROVE_PHASES = (
 )
 
 
+def _age(pid: int) -> float:
+    """Seconds since process ``pid`` started (0 if it is gone)."""
+    try:
+        start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
@@ -513,8 +523,15 @@ def _in_phase(phase: str, root: Path, pid: int, servers_seen: set[int]) -> bool:
     sft = _children(pid, b"finetune.sft")
     if phase == "baseline-eval":
         return _lines(root / "baseline" / "eval" / "greedy" / "results.jsonl") > 0
-    if phase == "imagine":
-        return (cycle / "prompts").exists() and not (cycle / "prompts" / "done.json").exists()
+    if phase == "imagine":  # after the baseline, before the prompts are written (all at once)
+        started = (root / "baseline" / "eval" / "greedy" / "summary.json").exists()
+        servers = _children(pid, b"servers")
+        # the server has been up a while: this run is past its startup and asking for prompts
+        return (
+            started
+            and not (cycle / "prompts" / "done.json").exists()
+            and any(_age(s) > 8 for s, _ in servers)
+        )
     if phase == "search":
         return (
             _lines(cycle / "search" / "results.jsonl") > 0 and not (cycle / "search" / "done.json").exists()
