@@ -608,16 +608,22 @@ def _improve_state(root: Path) -> dict[str, Any]:
 
 def improve_crash(args: argparse.Namespace) -> dict[str, Any]:
     out_root = args.out / "crash-improve"
-    shutil.rmtree(out_root, ignore_errors=True)
-    out_root.mkdir(parents=True)
+    reference_root = out_root / "uninterrupted"
+    keep = args.keep_reference and (reference_root / "crash" / "cycle_1" / "manifest.json").exists()
+    if keep:  # the same command's uninterrupted cycle from an earlier run of this benchmark
+        shutil.rmtree(out_root / "killed", ignore_errors=True)
+    else:
+        shutil.rmtree(out_root, ignore_errors=True)
+    out_root.mkdir(parents=True, exist_ok=True)
     env = _env(args)
     start = time.perf_counter()
-    done = subprocess.run(
-        improve_command(args, out_root / "uninterrupted"), env=env, capture_output=True, text=True, cwd=ROOT
-    )
+    if not keep:
+        done = subprocess.run(
+            improve_command(args, reference_root), env=env, capture_output=True, text=True, cwd=ROOT
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"the uninterrupted cycle failed:\n{done.stderr[-3000:]}")
     reference_wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"the uninterrupted cycle failed:\n{done.stderr[-3000:]}")
     reference = _improve_state(out_root / "uninterrupted" / "crash")
     runs = out_root / "killed"
     root = runs / "crash"
@@ -843,6 +849,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["crash"].add_argument("--kills", type=int, default=20)
     sub.choices["improve"].add_argument("--train-prompts", type=int, default=6)
     sub.choices["improve"].add_argument("--heldout", type=int, default=20)
+    sub.choices["improve"].add_argument(
+        "--keep-reference", action="store_true", help="reuse the uninterrupted cycle of an earlier run"
+    )
     return parser
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.abc import Process
 
 from agent.errors import AgentError
 from agent.improve.critic_data import Trajectory
@@ -47,10 +48,29 @@ async def _run_job(command: list[str], out: Path, *, what: str) -> dict[str, Any
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
     command = [*command, "--parent-pid", str(os.getpid())]  # the job ends if this process is killed
     async with await anyio.open_file(out / "train.log", "ab") as logfile:
-        done = await anyio.run_process(command, stdout=logfile.wrapped, stderr=logfile.wrapped, check=False)
-    if done.returncode != 0 or not await manifest.exists():
-        raise AgentError(f"{what} failed (exit {done.returncode}); see {out / 'train.log'}")
+        process = await anyio.open_process(command, stdout=logfile.wrapped, stderr=logfile.wrapped)
+        try:
+            returncode = await process.wait()
+        except BaseException:
+            # Ctrl-C or a cancelled cycle stops the job now, not when it would have finished
+            # (anyio.run_process waits for the child before it lets a KeyboardInterrupt through).
+            await _stop(process)
+            raise
+    if returncode != 0 or not await manifest.exists():
+        raise AgentError(f"{what} failed (exit {returncode}); see {out / 'train.log'}")
     return json.loads(await manifest.read_text())
+
+
+async def _stop(process: Process, grace: float = 10.0) -> None:
+    """Terminate ``process``, kill it if it is still there after ``grace`` seconds, and reap it."""
+    with anyio.CancelScope(shield=True):
+        if process.returncode is None:
+            process.terminate()
+            with anyio.move_on_after(grace):
+                await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 def critic_trajectories(k: int, cfg: CycleConfig) -> list[Trajectory]:
