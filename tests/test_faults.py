@@ -60,8 +60,10 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_POLICY__TIMEOUT", "1")
 
 
-def _evaluate(url: str, out: Path, *, limit: int = LIMIT, method: str = "greedy") -> int:
-    argv = ["--url", url, "--backend", "llamacpp", "--task", "arith", "--limit", str(limit)]
+def _evaluate(
+    url: str, out: Path, *, limit: int = LIMIT, method: str = "greedy", backend: str = "llamacpp"
+) -> int:
+    argv = ["--url", url, "--backend", backend, "--task", "arith", "--limit", str(limit)]
     argv += ["--out", str(out), "--method", method, "--prompt", "house"]
     if method == "mcts":
         argv += ["--workers", "1", "--simulations", "6"]
@@ -118,6 +120,15 @@ def test_every_fault_is_survived_with_the_clean_results(
         assert seconds >= 0.3
     if fault in ("truncate", "no_content", "bad_logprobs", "fewer"):
         assert stats.upstream_completion_tokens > clean_tokens  # what the garbled attempts cost
+
+
+def test_the_openai_dialect_survives_every_fault_too(upstream: Restartable, tmp_path: Path) -> None:
+    with FaultProxy(upstream.url) as clean:
+        assert _evaluate(clean.url, tmp_path / "clean", backend="openai") == 0
+    with FaultProxy(upstream.url, _plan(*FAULTS), upstream_control=upstream) as proxy:
+        assert _evaluate(proxy.url, tmp_path / "faulted", backend="openai") == 0
+        assert sum(proxy.stats().faults.values()) > 0
+    assert _records(tmp_path / "faulted") == _records(tmp_path / "clean")
 
 
 def test_mcts_survives_the_mix_with_the_clean_trees(upstream: Restartable, tmp_path: Path) -> None:
@@ -267,3 +278,26 @@ def test_agent_serve_behind_the_proxy_answers_through_faults_and_recovers(
     assert rows["mix"]["injected"] > 0 and rows["mix"]["answers_differ_from_clean"] == 0
     assert rows["persistent 503"]["errors"] == {"502": 8} and rows["persistent 503"]["error_names_endpoint"]
     assert rows["healed"]["answers_differ_from_clean"] == 0 and result["server_alive_after"]
+
+
+@pytest.mark.parametrize("fault", ["truncate", "no_content", "bad_logprobs", "fewer"])
+@pytest.mark.parametrize("backend", ["llamacpp", "openai"])
+def test_garbled_answers_are_retried_in_each_dialect(backend: str, fault: str) -> None:
+    from agent.clients import EndpointSettings, make_endpoint
+    from agent.settings import RetrySettings
+
+    async def run(url: str) -> list[int]:
+        settings = EndpointSettings(url=url, backend=backend, timeout=5)  # type: ignore[arg-type]
+        retry = RetrySettings(attempts=10, initial_wait=0.01, max_wait=0.02)
+        async with make_endpoint(settings, retry=retry) as endpoint:
+            counts = []
+            for i in range(12):
+                sampling = Sampling(max_tokens=8, logprobs=2 if i % 2 else None)
+                result = await endpoint.complete(f"question {i}", sampling, n=1 + i % 3)
+                counts.append(len(result.completions))
+            return counts
+
+    with FakeServer(0.0, 8) as server, FaultProxy(server.url, FaultPlan((fault,), rate=0.4, seed=1)) as proxy:
+        counts = anyio.run(run, proxy.url)
+        assert proxy.stats().faults[fault] > 0
+    assert counts == [1 + i % 3 for i in range(12)]

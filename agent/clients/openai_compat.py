@@ -8,6 +8,7 @@ tree here and nowhere else. Cached prompt tokens are read from ``usage.prompt_to
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,6 +72,8 @@ class OpenAIBackend:
             response = await self._sdk.completions.create(**kwargs)
         except openai.APIError as exc:
             raise _translate(exc, url=url) from exc
+        except json.JSONDecodeError as exc:  # a body cut off mid-JSON: the SDK lets the decoder's error out
+            raise EndpointGarbled(f"{url} sent a completion that is not JSON: {exc}", url=url) from exc
         try:
             return _parse(response.model_dump(), n=n)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
