@@ -268,6 +268,19 @@ def run_until_done(args: argparse.Namespace, out: Path, url: str | None) -> Atte
     return attempted
 
 
+def fault_plan(args: argparse.Namespace, faults: tuple[str, ...]) -> FaultPlan:
+    """The schedule the flags describe; a slow answer is held one second past the attempt timeout."""
+    return FaultPlan(
+        faults,
+        rate=args.rate,
+        seed=args.seed,
+        retry_after=args.retry_after,
+        slow_seconds=args.timeout + 1.0,
+        refuse_seconds=args.refuse_seconds,
+        outage_rate=args.outage_rate,
+    )
+
+
 def fault_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     out_root = args.out / f"{args.upstream}-{args.method}"
     if out_root.exists():
@@ -281,15 +294,7 @@ def fault_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         base: dict[str, Any] = {}
         for name in names:
             faults = tuple(f for f in FAULTS if f in (args.faults if name == "mix" else (name,)))
-            plan = FaultPlan(
-                faults,
-                rate=args.rate,
-                seed=args.seed,
-                retry_after=args.retry_after,
-                slow_seconds=args.timeout + 1.0,
-                refuse_seconds=args.refuse_seconds,
-                outage_rate=args.outage_rate,
-            )
+            plan = fault_plan(args, faults)
             out = out_root / name
             shutil.rmtree(out, ignore_errors=True)
             log_path = out_root / f"{name}.faults.jsonl"
@@ -710,15 +715,7 @@ def serve_faults(args: argparse.Namespace) -> dict[str, Any]:
     questions = [p.question for p in load_task_problems("arith", split="test", limit=args.limit, seed=0)]
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    plan = FaultPlan(
-        FAULTS,
-        rate=args.rate,
-        seed=args.seed,
-        retry_after=args.retry_after,
-        slow_seconds=args.timeout + 1.0,
-        refuse_seconds=args.refuse_seconds,
-        outage_rate=args.outage_rate,
-    )
+    plan = fault_plan(args, FAULTS)
     with (
         Upstream(args.upstream, out_root) as upstream,
         FaultProxy(upstream.url, upstream_control=upstream) as proxy,
@@ -726,19 +723,10 @@ def serve_faults(args: argparse.Namespace) -> dict[str, Any]:
         command = [sys.executable, "-m", "agent.serve", "--url", proxy.url, "--backend", "llamacpp"]
         command += ["--prompt-format", "chatml", "--port", str(port)]
         env = {**_env(args), "AGENT_SERVE__MAX_CONCURRENT": "8", "AGENT_SERVE__MAX_QUEUE": "256"}
-        with (out_root / "serve.stderr").open("w") as err:
-            server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        server = ManagedProcess.start(
+            command, env=env, health_url=f"{url}/health", log_file=out_root / "serve.log", startup_timeout=120
+        )
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"agent.serve did not start; see {out_root / 'serve.stderr'}")
-                time.sleep(0.2)
 
             def ask_all(label: str) -> dict[str, Any]:
                 import anyio
@@ -792,10 +780,9 @@ def serve_faults(args: argparse.Namespace) -> dict[str, Any]:
             broken = ask_all("persistent 503")
             proxy.plan = FaultPlan()
             healed = ask_all("healed")
-            alive = server.poll() is None and httpx.get(f"{url}/health").status_code == 200
+            alive = server.running and httpx.get(f"{url}/health").status_code == 200
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
     rows = []
     for run in (clean, faulted, broken, healed):
         statuses = [status for status, _, _ in run["replies"]]

@@ -29,7 +29,6 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
-from tenacity.wait import wait_base
 
 from agent.clients.base import Backend, CompletionResult, Sampling
 from agent.errors import EndpointTimeout, TransientEndpointError
@@ -69,6 +68,9 @@ class Guard:
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.retry = retry
+        self._backoff = wait_exponential(multiplier=retry.initial_wait, max=retry.max_wait) + wait_random(
+            0, retry.initial_wait
+        )
         self._limiter: anyio.CapacityLimiter | None = None
 
     @property
@@ -107,12 +109,6 @@ class Guard:
         if asked is None:
             return backoff
         return max(backoff, min(float(asked), self.retry.max_retry_after))
-
-    @property
-    def _backoff(self) -> wait_base:
-        return wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait) + wait_random(
-            0, self.retry.initial_wait
-        )
 
     def _log_retry(self, state: object) -> None:
         outcome = getattr(state, "outcome", None)
