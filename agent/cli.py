@@ -70,8 +70,9 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
         "--critics",
         choices=CRITICS,
         default="arithmetic",
-        help="arithmetic, generative, mixed (no training); trained (AGENT_CRITIC_ADAPTERS, else the critic "
-        "shipped for the bundled model) or checked (trained, capped by the arithmetic re-check); none",
+        help="arithmetic, generative, mixed (no training); verifier (model-free features, weights fitted on "
+        "the policy's solutions and shipped; AGENT_VERIFIER); trained (AGENT_CRITIC_ADAPTERS, else the "
+        "critic shipped for the bundled model) or checked (trained, capped by the arithmetic re-check); none",
     )
 
 

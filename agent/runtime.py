@@ -41,6 +41,7 @@ class Policy:
     rollout: Endpoint | None = None  # a separate (cheaper) endpoint for fast rollouts
     critic_adapters: dict[str, str] = field(default_factory=dict)  # role -> adapter on the policy server
     critic_temperatures: dict[str, float] = field(default_factory=dict)  # role -> calibration temperature
+    verifier: Path | None = None  # the feature verifier's weights (default: the shipped ones)
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
@@ -92,6 +93,7 @@ async def open_policy(settings: Settings, *, critics: str | None = None) -> Asyn
             rollout=rollout,
             critic_adapters=adapters,
             critic_temperatures=temperatures,
+            verifier=settings.verifier,
         )
 
 

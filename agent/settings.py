@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # Their calibration temperatures by role (default: the calibration.json stored beside an
     # embedded adapter, else 1.0).
     critic_temperatures: dict[Literal["value", "prm", "orm"], float] = {}
+    # The feature verifier's weights for --critics verifier (python -m finetune.verifier writes
+    # them); default: the ones shipped with the package.
+    verifier: Path | None = None
     retry: RetrySettings = RetrySettings()
     serve: ServeSettings = ServeSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"

@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 from agent.clients import Endpoint, Sampling, Usage
 from agent.critics.arithmetic import ArithmeticCritic, CheckedCritic
 from agent.critics.base import Critic
 from agent.critics.generative import GenerativeCritic
+from agent.critics.shipped import shipped_verifier
+from agent.critics.verifier import FeatureVerifier, load_weights
 from agent.driver import SearchResult, SearchSetup, SharedBudget, run_search
 from agent.errors import ConfigError, InputError, PromptTooLong
 from agent.merging import Similarity, make_similarity
@@ -48,8 +51,16 @@ __all__ = [
 
 Method = Literal["greedy", "sc", "rerank", "mcts"]
 METHODS: tuple[Method, ...] = ("greedy", "sc", "rerank", "mcts")
-CriticsKind = Literal["arithmetic", "generative", "mixed", "trained", "checked", "none"]
-CRITICS: tuple[CriticsKind, ...] = ("arithmetic", "generative", "mixed", "trained", "checked", "none")
+CriticsKind = Literal["arithmetic", "verifier", "generative", "mixed", "trained", "checked", "none"]
+CRITICS: tuple[CriticsKind, ...] = (
+    "arithmetic",
+    "verifier",
+    "generative",
+    "mixed",
+    "trained",
+    "checked",
+    "none",
+)
 MAX_SAMPLES = 1024  # --n beyond this is a typo, not a budget
 MAX_TOKENS = 32_768
 MAX_QUESTION_CHARS = 20_000  # a word problem; longer text is refused before any request
@@ -147,6 +158,7 @@ async def solve_with(
         rollout=policy.rollout,
         critic_adapters=policy.critic_adapters,
         critic_temperatures=policy.critic_temperatures,
+        verifier=policy.verifier,
         on_tree=on_tree,
     )
 
@@ -162,6 +174,7 @@ async def solve_problem(
     rollout: Endpoint | None = None,
     critic_adapters: Mapping[str, str] | None = None,
     critic_temperatures: Mapping[str, float] | None = None,
+    verifier: Path | None = None,
     on_tree: Callable[[Tree], None] | None = None,
 ) -> Solution:
     """Solve one problem with the configured method.
@@ -176,7 +189,12 @@ async def solve_problem(
         if config.method in ("mcts", "rerank"):
             adapters, temperatures = critic_adapters, critic_temperatures
             critics = build_critics(
-                config.critics, policy=policy, fmt=fmt, adapters=adapters, temperatures=temperatures
+                config.critics,
+                policy=policy,
+                fmt=fmt,
+                adapters=adapters,
+                temperatures=temperatures,
+                verifier=verifier,
             )
         if config.method == "mcts":
             return await _solve_mcts(
@@ -240,8 +258,12 @@ def build_critics(
     fmt: PromptFormat,
     adapters: Mapping[str, str] | None = None,
     temperatures: Mapping[str, float] | None = None,
+    verifier: Path | None = None,
 ) -> dict[str, Critic]:
     """The critic set named ``kind``, keyed by role.
+
+    ``verifier``: the feature verifier's weights (``agent.critics.verifier``; ``AGENT_VERIFIER``),
+    by default the ones shipped with the package; it makes no model requests.
 
     ``trained``: generative critics served as LoRA adapters of the policy's server, one per role
     named in ``adapters`` (``AGENT_CRITIC_ADAPTERS``; with none, ``agent.runtime.open_policy`` fills
@@ -273,6 +295,9 @@ def build_critics(
         return trained
     if kind == "arithmetic":
         return {"prm": ArithmeticCritic("prm"), "orm": ArithmeticCritic("orm")}
+    if kind == "verifier":
+        weights = load_weights(verifier) if verifier is not None else shipped_verifier()
+        return {role: FeatureVerifier(weights, role) for role in weights.roles}
     generative = {role: GenerativeCritic(policy, fmt, role=role) for role in ("value", "prm", "orm")}
     if kind == "generative":
         return dict(generative)

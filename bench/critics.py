@@ -9,9 +9,10 @@
 2. Labels: ORM = the final grade; value = the Monte-Carlo success rate of the samples through a prefix
    (0 once the prefix holds a wrong step, where steps are labelled); PRM = the first wrong step, found
    against the generator's reference (``agent.improve.synth.label_policy_steps``; arith only).
-3. Critics, each in every role it has: ``untrained`` (the base model asked the same question),
-   ``trained`` (the shipped critic, or ``--adapter``, with its fitted temperatures), ``arithmetic``
-   (the tool re-check) and ``checked`` (trained, capped by the re-check).
+3. Critics (``--critics``), each in every role it has: ``untrained`` (the base model asked the same
+   question), ``trained`` (the shipped critic, or ``--adapter``, with its fitted temperatures),
+   ``arithmetic`` (the tool re-check), ``checked`` (trained, capped by the re-check) and ``verifier``
+   (the feature verifier, shipped weights or ``--verifier``; no model requests).
 4. Tables: per role and critic, n, positives, AUC, ECE, Brier, precision and recall at 0.5; for the
    PRM also how often the first step it scores below 0.5 is the labelled first wrong step ("first
    wrong found", over wrong solutions whose first wrong step is labelled). Then what the critics
@@ -33,6 +34,8 @@ import argparse
 import json
 import random
 import sys
+from contextlib import AsyncExitStack
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,8 @@ from _common import wilson_interval
 
 from agent.clients import Endpoint, LlamaCppBackend, Sampling
 from agent.critics import ArithmeticCritic, CheckedCritic, GenerativeCritic
-from agent.critics.shipped import critic_temperatures, shipped_critic
+from agent.critics.shipped import critic_temperatures, shipped_critic, shipped_verifier
+from agent.critics.verifier import FeatureVerifier, load_weights
 from agent.improve.calibration import calibration_report
 from agent.improve.critic_data import Trajectory, critic_rows, labelled_rows
 from agent.improve.synth import LabelledSolution, label_policy_steps
@@ -52,6 +56,8 @@ from agent.tasks.grading import Grader
 from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
 
 ROLES = ("orm", "value", "prm")
+CRITIC_SETS = ("untrained", "trained", "arithmetic", "checked", "verifier")
+MODEL_CRITICS = {"untrained", "trained", "checked"}
 
 
 async def sample_paths(
@@ -119,19 +125,30 @@ class _Memo:
         return self.seen[key]
 
 
-def critic_sets(args: argparse.Namespace, url: str, index: int) -> dict[str, dict[str, Any]]:
-    """name -> role -> critic. ``index`` is the trained adapter's llama.cpp index."""
+def critic_sets(args: argparse.Namespace, url: str | None, index: int) -> dict[str, dict[str, Any]]:
+    """name -> role -> critic, for the ``--critics`` asked for. ``index`` is the trained adapter's
+    llama.cpp index; ``url`` the server (None when no model critic is asked for)."""
+    sets: dict[str, dict[str, Any]] = {name: {} for name in args.critics}
+    weights = load_weights(args.verifier) if args.verifier else shipped_verifier()
+    for role in ROLES:
+        if "arithmetic" in sets:
+            sets["arithmetic"][role] = ArithmeticCritic(role)
+        if "verifier" in sets:
+            sets["verifier"][role] = FeatureVerifier(weights, role)
+    if url is None:
+        return sets
     fmt = get_format("chatml")
     temperatures = critic_temperatures(args.adapter) if args.adapter else shipped_critic().temperatures
     trained_ep = Endpoint(LlamaCppBackend(url, lora=((index, 1.0),)), max_concurrency=8)
     base_ep = Endpoint(LlamaCppBackend(url, lora=((index, 0.0),)), max_concurrency=8)
-    sets: dict[str, dict[str, Any]] = {"untrained": {}, "trained": {}, "arithmetic": {}, "checked": {}}
     for role in ROLES:
-        sets["untrained"][role] = _Memo(GenerativeCritic(base_ep, fmt, role=role))
         trained = _Memo(GenerativeCritic(trained_ep, fmt, role=role, temperature=temperatures.get(role, 1.0)))
-        sets["trained"][role] = trained
-        sets["arithmetic"][role] = ArithmeticCritic(role)
-        sets["checked"][role] = CheckedCritic(trained)
+        if "untrained" in sets:
+            sets["untrained"][role] = _Memo(GenerativeCritic(base_ep, fmt, role=role))
+        if "trained" in sets:
+            sets["trained"][role] = trained
+        if "checked" in sets:
+            sets["checked"][role] = CheckedCritic(trained)
     return sets
 
 
@@ -150,16 +167,25 @@ async def score_all(critic: Any, states: list[tuple[str, tuple[str, ...]]]) -> l
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     problems = load_task_problems(args.task, data=args.data, split="test", limit=args.limit, seed=args.seed)
-    adapter = Path(args.adapter) if args.adapter else shipped_critic().adapter
-    config = EmbeddedServerConfig(lora=(adapter,), log_file=args.out / "server.log")
     paths_file, tokens_file = args.out / "paths.jsonl", args.out / "tokens.json"
     results: dict[str, Any] = {}
-    async with EmbeddedServer(config) as server:
+    need_server = not paths_file.is_file() or bool(MODEL_CRITICS & set(args.critics))
+    async with AsyncExitStack() as stack:
+        url = None
+        if need_server:
+            adapter = Path(args.adapter) if args.adapter else shipped_critic().adapter
+            config = EmbeddedServerConfig(lora=(adapter,), log_file=args.out / "server.log")
+            url = (await stack.enter_async_context(EmbeddedServer(config))).url
         if paths_file.is_file():
+            fields = {f.name for f in dataclass_fields(Trajectory)}
             records = map(json.loads, paths_file.read_text().splitlines())
-            paths = [Trajectory(**{**r, "steps": tuple(r["steps"])}) for r in records]
+            paths = [
+                Trajectory(**{k: v for k, v in r.items() if k in fields} | {"steps": tuple(r["steps"])})
+                for r in records
+            ]
         else:
-            paths, tokens = await sample_paths(args, server.url, problems)
+            assert url is not None
+            paths, tokens = await sample_paths(args, url, problems)
             write_json_atomic(tokens_file, tokens)
             write_lines_atomic(paths_file, [json.dumps(_asdict(t)) for t in paths])
         rows, wrong = labelled(args, problems, paths)
@@ -177,7 +203,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "correct": sum(t.correct for t in paths),
             "covered": len({t.problem_id for t in paths if t.correct}),
         }
-        sets = critic_sets(args, server.url, 0)
+        sets = critic_sets(args, url if MODEL_CRITICS & set(args.critics) else None, 0)
         table: dict[str, Any] = {}
         for name, by_role in sets.items():
             for role in ROLES:
@@ -187,7 +213,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 scores = await score_all(by_role[role], [(r.question, r.steps) for r in data])
                 report = calibration_report(scores, [r.label for r in data])
                 table[f"{role} {name}"] = _asdict(report)
-            if wrong and args.task == "arith":
+            if wrong and args.task == "arith" and "prm" in by_role:
                 table[f"prm {name}"]["first_wrong_found"] = await first_wrong_found(by_role["prm"], wrong)
                 table[f"prm {name}"]["first_wrong_n"] = len(wrong)
         results["table"] = table
@@ -387,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=200, help="problems (the first N of the test split)")
     parser.add_argument("--samples", type=int, default=4, help="solutions sampled per problem")
     parser.add_argument("--adapter", type=Path, help="trained critic GGUF (default: the shipped one)")
+    parser.add_argument(
+        "--critics", nargs="+", choices=CRITIC_SETS, default=list(CRITIC_SETS), help="critics to measure"
+    )
+    parser.add_argument("--verifier", type=Path, help="feature verifier weights (default: the shipped ones)")
     parser.add_argument("--max-prefixes", type=int, default=800, help="value (and PRM) rows scored at most")
     parser.add_argument("--max-wrong", type=int, default=300, help="wrong solutions for 'first wrong found'")
     parser.add_argument(

@@ -118,6 +118,8 @@ def _asdict(value: Any) -> dict[str, Any]:
 
 def _read_trajectories(path: Path) -> list[Any]:
     """Graded trajectories from a JSONL file, or from ``trajectories.jsonl`` in a directory."""
+    from dataclasses import fields
+
     from agent.errors import DataError
     from agent.improve.critic_data import Trajectory
 
@@ -126,7 +128,11 @@ def _read_trajectories(path: Path) -> list[Any]:
         raise DataError(f"no trajectories at {path}: pass a JSONL file of graded trajectories")
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [Trajectory(**{**r, "steps": tuple(r["steps"])}) for r in rows]
+        known = {f.name for f in fields(Trajectory)}  # other fields (log-probabilities, ...) are kept out
+        return [
+            Trajectory(**{k: v for k, v in r.items() if k in known} | {"steps": tuple(r["steps"])})
+            for r in rows
+        ]
     except (KeyError, TypeError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise DataError(
             f"{path}: each line needs problem_id, question, gold, steps, answer, correct ({exc})"
@@ -141,14 +147,13 @@ def build_rows(args: argparse.Namespace, trajectories: list[Any], out: Path) -> 
     to ``out/rows`` with the counts in its ``done.json``."""
     from agent.improve.critic_data import (
         CriticRows,
-        critic_rows,
         labelled_rows,
         mix_rows,
         read_jsonl,
         split_critic_rows,
         write_jsonl,
     )
-    from agent.improve.synth import LabelledSolution, label_policy_steps, synthetic_solutions
+    from agent.improve.synth import synthetic_solutions
     from agent.tasks import load_task_problems
 
     rows_dir = out / "rows"
@@ -160,6 +165,34 @@ def build_rows(args: argparse.Namespace, trajectories: list[Any], out: Path) -> 
         return parts[0], parts[1]
     n_ref = max(args.problems, args.synthetic_problems)
     problems = load_task_problems("arith", split="train", limit=n_ref, seed=args.seed) if n_ref else []
+    policy, labelled = policy_rows(trajectories, problems)
+    synthetic_problems = problems[: args.synthetic_problems]
+    synthetic = labelled_rows(synthetic_solutions(synthetic_problems, seed=args.seed), optimistic=True)
+    mixed = mix_rows(policy, synthetic, synthetic_share=args.synthetic_share, seed=args.seed)
+    train, heldout = split_critic_rows(mixed, holdout=args.holdout, seed=args.seed)
+    counts: dict[str, Any] = {"policy_solutions": len(trajectories), "exactly_labelled": labelled}
+    for side, rows in (("train", train), ("heldout", heldout)):
+        (rows_dir / side).mkdir(parents=True, exist_ok=True)
+        for role in ROLES:
+            part = getattr(rows, role)
+            write_jsonl(part, rows_dir / side / f"{role}.jsonl")
+            counts[f"{side}_{role}"] = len(part)
+    for role in ROLES:
+        counts[f"policy_{role}"] = len(getattr(policy, role))
+        counts[f"synthetic_{role}_available"] = len(getattr(synthetic, role))
+    _mark(rows_dir, counts)
+    return train, heldout
+
+
+def policy_rows(trajectories: list[Any], problems: list[Any]) -> tuple[Any, int]:
+    """``CriticRows`` of the policy's graded solutions, and how many were labelled step by step.
+
+    Solutions of a generated problem in ``problems`` get exact labels (the first wrong step, found
+    against the reference); the rest Monte-Carlo rows (``critic_rows``).
+    """
+    from agent.improve.critic_data import CriticRows, critic_rows, labelled_rows
+    from agent.improve.synth import LabelledSolution, label_policy_steps
+
     by_id = {p.id: p for p in problems}
     labelled, unlabelled = [], []
     for t in trajectories:
@@ -177,23 +210,8 @@ def build_rows(args: argparse.Namespace, trajectories: list[Any], out: Path) -> 
         )
     exact = labelled_rows(labelled, optimistic=False)
     mc = critic_rows(unlabelled)
-    policy = CriticRows(orm=exact.orm + mc.orm, value=exact.value + mc.value, prm=exact.prm + mc.prm)
-    synthetic_problems = problems[: args.synthetic_problems]
-    synthetic = labelled_rows(synthetic_solutions(synthetic_problems, seed=args.seed), optimistic=True)
-    mixed = mix_rows(policy, synthetic, synthetic_share=args.synthetic_share, seed=args.seed)
-    train, heldout = split_critic_rows(mixed, holdout=args.holdout, seed=args.seed)
-    counts: dict[str, Any] = {"policy_solutions": len(trajectories), "exactly_labelled": len(labelled)}
-    for side, rows in (("train", train), ("heldout", heldout)):
-        (rows_dir / side).mkdir(parents=True, exist_ok=True)
-        for role in ROLES:
-            part = getattr(rows, role)
-            write_jsonl(part, rows_dir / side / f"{role}.jsonl")
-            counts[f"{side}_{role}"] = len(part)
-    for role in ROLES:
-        counts[f"policy_{role}"] = len(getattr(policy, role))
-        counts[f"synthetic_{role}_available"] = len(getattr(synthetic, role))
-    _mark(rows_dir, counts)
-    return train, heldout
+    rows = CriticRows(orm=exact.orm + mc.orm, value=exact.value + mc.value, prm=exact.prm + mc.prm)
+    return rows, len(labelled)
 
 
 # --- 3. training, export ------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "CheckedCritic",
     "Claim",
     "check_claims",
+    "parse_numeral",
 ]
 
 P_RIGHT = 0.9
@@ -86,7 +87,7 @@ def check_claims(text: str) -> list[Claim]:
             pos = match.start() + 1
             continue
         stated_text = match.group("rhs")
-        stated = _number(stated_text)
+        stated = parse_numeral(stated_text)
         computed = _evaluate(match.group("lhs"))
         ok = computed is not None and _agrees(computed, stated, stated_text)
         claims.append(Claim(match.group(0), stated, computed, ok))
@@ -126,9 +127,11 @@ def _starts_expression(text: str, start: int) -> bool:
     return not (before[-1] in "xX" and (len(before) == 1 or not before[-2].isalpha()))
 
 
-def _number(token: str) -> Fraction:
+def parse_numeral(token: str) -> Fraction:
+    """The exact value of a numeral as claims write it: ``12``, ``-3``, ``1,250``, ``0.5``, ``$3``."""
     sign = -1 if token[0] in "-−" else 1
     return sign * Fraction(Decimal(token.lstrip("-−$").replace(",", "")))
+
 
 
 def _evaluate(expression: str) -> Fraction | None:
@@ -139,7 +142,7 @@ def _evaluate(expression: str) -> Fraction | None:
     ops: list[str] = []
     for token in _TOKEN_RE.finditer(body):
         if token.group("num") is not None:
-            numbers.append(_number(token.group("num")))
+            numbers.append(parse_numeral(token.group("num")))
         else:
             ops.append(_CANONICAL_OP.get(token.group("op"), token.group("op")))
     numbers[0] *= sign

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.critics.verifier import VerifierWeights, load_weights
 from agent.errors import ConfigError
 
-__all__ = ["SHIPPED_DIR", "ShippedCritic", "critic_temperatures", "shipped_critic"]
+__all__ = ["SHIPPED_DIR", "ShippedCritic", "critic_temperatures", "shipped_critic", "shipped_verifier"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "smollm2-135m"
 ROLES = ("value", "prm", "orm")
+VERIFIER = SHIPPED_DIR / "verifier.json"
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,14 @@ def shipped_critic(directory: Path = SHIPPED_DIR) -> ShippedCritic:
     manifest_path = directory / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     return ShippedCritic(adapter=adapter, temperatures=critic_temperatures(adapter), manifest=manifest)
+
+
+def shipped_verifier(path: Path = VERIFIER) -> VerifierWeights:
+    """The feature verifier's weights shipped with the package (fitted on the bundled model's
+    solutions; its features are model-free, so any policy may use them)."""
+    if not path.is_file():
+        raise ConfigError(
+            f"no shipped verifier at {path}; build it with "
+            "`python -m finetune.verifier --out runs/verifier-fit --ship`, or set AGENT_VERIFIER"
+        )
+    return load_weights(path)
