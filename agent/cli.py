@@ -60,11 +60,11 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=METHODS,
         default="greedy",
-        help="greedy, sc (self-consistency), rerank (ORM re-rank@N), mcts",
+        help="greedy, sc (self-consistency), rerank (ORM re-rank@N), mcts (default: %(default)s)",
     )
     parser.add_argument("--n", type=int, default=8, help="samples for sc and rerank (default 8)")
     parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
-    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc")
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc and rerank")
     add_search_args(parser)
     parser.add_argument(
         "--critics",
@@ -72,7 +72,8 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
         default="arithmetic",
         help="arithmetic, generative, mixed (no training); verifier (model-free features, weights fitted on "
         "the policy's solutions and shipped; AGENT_VERIFIER); trained (AGENT_CRITIC_ADAPTERS, else the "
-        "critic shipped for the bundled model) or checked (trained, capped by the arithmetic re-check); none",
+        "critic shipped for the bundled model) or checked (trained, capped by the arithmetic re-check); none "
+        "(default: %(default)s)",
     )
 
 

@@ -86,8 +86,8 @@ def test_set_keeps_text_fields_as_text() -> None:
     assert config.merge == "none" and config.c == 1.5 and config.max_depth == 3
 
 
-def test_solve_defaults_to_self_consistency_at_8() -> None:
+def test_solve_defaults_to_rerank_at_8_with_the_verifier() -> None:
     from agent.solve import build_parser
 
     args = build_parser().parse_args(["question"])
-    assert (args.method, args.n) == ("sc", 8)
+    assert (args.method, args.n, args.critics) == ("rerank", 8, "verifier")

@@ -133,7 +133,6 @@ def parse_numeral(token: str) -> Fraction:
     return sign * Fraction(Decimal(token.lstrip("-−$").replace(",", "")))
 
 
-
 def _evaluate(expression: str) -> Fraction | None:
     """The exact value of ``number (op number)*``, with * and / before + and -; None on x / 0."""
     sign = -1 if expression.lstrip()[0] in "-−" else 1

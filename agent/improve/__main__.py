@@ -118,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heldout", type=int, default=40, help="held-out problems for evaluation")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5, help="share of imagined prompts")
     parser.add_argument(
-        "--critics", choices=("arithmetic", "generative", "mixed", "none"), default="arithmetic"
+        "--critics",
+        choices=("arithmetic", "verifier", "generative", "mixed", "none"),
+        default="arithmetic",
+        help="the searches' critics (verifier: the shipped feature verifier, no model requests)",
     )
     parser.add_argument(
         "--gamma", type=float, default=0.8, help="keep a trajectory when its ORM score is above"
