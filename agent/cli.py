@@ -64,7 +64,9 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n", type=int, default=8, help="samples for sc and rerank (default 8)")
     parser.add_argument("--max-tokens", type=int, default=320, help="tokens per solution")
-    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for sc and rerank")
+    parser.add_argument(
+        "--temperature", type=float, default=0.7, help="sampling temperature for sc and rerank"
+    )
     add_search_args(parser)
     parser.add_argument(
         "--critics",
