@@ -35,7 +35,6 @@ import json
 import random
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -129,12 +128,12 @@ def critic_sets(args: argparse.Namespace, url: str | None, index: int) -> dict[s
     """name -> role -> critic, for the ``--critics`` asked for. ``index`` is the trained adapter's
     llama.cpp index; ``url`` the server (None when no model critic is asked for)."""
     sets: dict[str, dict[str, Any]] = {name: {} for name in args.critics}
-    weights = load_weights(args.verifier) if args.verifier else shipped_verifier()
     for role in ROLES:
         if "arithmetic" in sets:
             sets["arithmetic"][role] = ArithmeticCritic(role)
-        if "verifier" in sets:
-            sets["verifier"][role] = FeatureVerifier(weights, role)
+    if "verifier" in sets:
+        weights = load_weights(args.verifier) if args.verifier else shipped_verifier()
+        sets["verifier"] = {role: FeatureVerifier(weights, role) for role in ROLES}
     if url is None:
         return sets
     fmt = get_format("chatml")
@@ -177,12 +176,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             config = EmbeddedServerConfig(lora=(adapter,), log_file=args.out / "server.log")
             url = (await stack.enter_async_context(EmbeddedServer(config))).url
         if paths_file.is_file():
-            fields = {f.name for f in dataclass_fields(Trajectory)}
             records = map(json.loads, paths_file.read_text().splitlines())
-            paths = [
-                Trajectory(**{k: v for k, v in r.items() if k in fields} | {"steps": tuple(r["steps"])})
-                for r in records
-            ]
+            paths = [Trajectory.from_record(r) for r in records]
         else:
             assert url is not None
             paths, tokens = await sample_paths(args, url, problems)

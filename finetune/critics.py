@@ -118,8 +118,6 @@ def _asdict(value: Any) -> dict[str, Any]:
 
 def _read_trajectories(path: Path) -> list[Any]:
     """Graded trajectories from a JSONL file, or from ``trajectories.jsonl`` in a directory."""
-    from dataclasses import fields
-
     from agent.errors import DataError
     from agent.improve.critic_data import Trajectory
 
@@ -128,11 +126,7 @@ def _read_trajectories(path: Path) -> list[Any]:
         raise DataError(f"no trajectories at {path}: pass a JSONL file of graded trajectories")
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        known = {f.name for f in fields(Trajectory)}  # other fields (log-probabilities, ...) are kept out
-        return [
-            Trajectory(**{k: v for k, v in r.items() if k in known} | {"steps": tuple(r["steps"])})
-            for r in rows
-        ]
+        return [Trajectory.from_record(r) for r in rows]
     except (KeyError, TypeError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise DataError(
             f"{path}: each line needs problem_id, question, gold, steps, answer, correct ({exc})"

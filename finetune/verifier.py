@@ -157,13 +157,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         trajectories = anyio.run(_sample, args, out)
     ids = {t.problem_id for t in trajectories}
-    generated = [i for i in ids if i.startswith("arith-train-")]
-    problems = (
-        load_task_problems("arith", split="train", limit=args.problems, seed=args.seed) if generated else []
-    )
-    missing = set(generated) - {p.id for p in problems}
-    if missing:
-        problems = load_task_problems("arith", split="train", limit=_max_index(generated) + 1, seed=args.seed)
+    # The generated problems' references label each step; other solutions get Monte-Carlo rows.
+    generated = [i for i in ids if i.startswith(f"arith-train-s{args.seed}-")]
+    problems = []
+    if generated:
+        last = max(int(i.rsplit("-", 1)[1]) for i in generated)
+        problems = load_task_problems("arith", split="train", limit=last + 1, seed=args.seed)
     rows, labelled = policy_rows(trajectories, problems)
     train, heldout = split_critic_rows(rows, holdout=args.holdout, seed=args.seed)
     if not train.orm or not any(r.label for r in train.orm) or all(r.label for r in train.orm):
@@ -212,10 +211,6 @@ def _provenance(path: Path) -> dict[str, Any]:
 
     path = path / "trajectories.jsonl" if path.is_dir() else path
     return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-
-
-def _max_index(ids: list[str]) -> int:
-    return max(int(i.rsplit("-", 1)[1]) for i in ids)
 
 
 def ship(out: Path, dest: Path) -> None:

@@ -25,6 +25,7 @@ and ``trained`` critics).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -138,7 +139,6 @@ def features(question: str, steps: Sequence[str], *, last_step_only: bool = Fals
             operands = numbers_in(claim.text)[:-1]
             if judged:
                 operations.update(_OPERATION[op] for op in _OP_IN_CLAIM.findall(claim.text.split("=")[0]))
-            if judged:
                 claims += 1
                 wrong += not claim.ok
                 ungrounded += sum(1 for x in operands if x not in known and -x not in known)
@@ -149,19 +149,20 @@ def features(question: str, steps: Sequence[str], *, last_step_only: bool = Fals
         if stated is not None and judged:
             answered = True
             answer = parse_number(stated)
+    computed = set(results)
     dropped = [r for r in results[:-1] if r not in used]
-    unused = [x for x in given if x not in used and x not in set(results)]
-    whole_question = set(numbers_in(question))
+    whole_question = set(numbers_in(question))  # the numerals, not the number words
+    unused = [x for x in whole_question if x not in used and x not in computed]
     f = {
         "claims": min(claims, 4) / 4,
         "no_claim": float(claims == 0),
         "wrong_claim": float(wrong > 0),
         "ungrounded": min(ungrounded, 3) / 3,
-        "unused": len([x for x in unused if x in whole_question]) / max(1, len(whole_question)),
+        "unused": len(unused) / max(1, len(whole_question)),
         "dropped": len(dropped) / max(1, len(results) - 1) if len(results) > 1 else 0.0,
         "answered": float(answered),
         "answer_follows": float(answer is not None and bool(results) and answer == results[-1]),
-        "answer_elsewhere": float(answered and (answer is None or answer not in set(results))),
+        "answer_elsewhere": float(answered and (answer is None or answer not in computed)),
         "answer_from_question": float(answer is not None and answer in whole_question),
         "answer_not_whole": float(answer is not None and (answer < 0 or answer.denominator != 1)),
         "repeated": float(repeated),
@@ -209,8 +210,23 @@ class VerifierWeights:
 
 
 def load_weights(path: str | Path) -> VerifierWeights:
-    """Weights written by ``python -m finetune.verifier`` (``verifier.json``); a clear error otherwise."""
+    """Weights written by ``python -m finetune.verifier`` (``verifier.json``); a clear error otherwise.
+
+    Read once per file version (path, modification time and size): the solvers build their critics
+    for every problem, and the file does not change between them.
+    """
     path = Path(path)
+    try:
+        stat = path.stat()
+        return _load(path, stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"no verifier weights at {path}: write them with python -m finetune.verifier --out DIR"
+        ) from exc
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: Path, mtime_ns: int, size: int) -> VerifierWeights:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         roles = data["roles"]
@@ -219,10 +235,6 @@ def load_weights(path: str | Path) -> VerifierWeights:
             weights={role: {k: float(v) for k, v in spec["weights"].items()} for role, spec in roles.items()},
             source=str(path),
         )
-    except FileNotFoundError as exc:
-        raise ConfigError(
-            f"no verifier weights at {path}: write them with python -m finetune.verifier --out DIR"
-        ) from exc
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ConfigError(
             f"{path} is not a verifier weights file ({exc}): expected "

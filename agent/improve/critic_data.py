@@ -42,8 +42,8 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_args
 
@@ -79,6 +79,13 @@ class Trajectory:
     steps: tuple[str, ...]
     answer: str | None
     correct: bool
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Trajectory:
+        """A trajectory from one JSON line; other fields (log-probabilities, ...) are left out.
+        KeyError or TypeError when a field is missing or of the wrong kind."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known} | {"steps": tuple(record["steps"])})
 
 
 @dataclass(frozen=True, slots=True)
