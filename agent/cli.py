@@ -35,10 +35,18 @@ __all__ = [
 ]
 
 
-def add_policy_args(parser: argparse.ArgumentParser) -> None:
+def add_policy_args(parser: argparse.ArgumentParser, *, adapter: bool = True) -> None:
     group = parser.add_argument_group(
         "policy endpoint", "default: AGENT_POLICY__* settings; with no URL, the embedded CPU model"
     )
+    if adapter:
+        group.add_argument(
+            "--policy-from",
+            metavar="PATH",
+            help="serve a fine-tuned policy: a run of python -m agent.improve (runs/NAME: its promoted "
+            "cycle), a GGUF LoRA or a PEFT adapter folder (default: AGENT_POLICY_ADAPTER, else the base "
+            "model)",
+        )
     group.add_argument("--url", help="base URL of a running server, e.g. http://127.0.0.1:30000")
     group.add_argument("--backend", choices=("openai", "sglang", "llamacpp"), help="API dialect of --url")
     group.add_argument("--model", help="model name sent with OpenAI-style requests")
@@ -155,6 +163,8 @@ def policy_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {"policy": policy} if policy else {}
     if getattr(args, "prompt", None) is not None:
         overrides["prompt"] = args.prompt
+    if getattr(args, "policy_from", None) is not None:
+        overrides["policy_adapter"] = args.policy_from
     if args.log_level:
         overrides["log_level"] = args.log_level
     return overrides

@@ -23,6 +23,7 @@ import structlog
 
 from agent.clients import Endpoint, make_endpoint
 from agent.errors import ConfigError, EndpointError, EndpointUnreachable
+from agent.promoted import PromotedPolicy, resolve_policy_adapter
 from agent.prompts import PromptFormat, get_format
 from agent.settings import EmbeddedSettings, EndpointSettings, Settings
 
@@ -42,6 +43,7 @@ class Policy:
     critic_adapters: dict[str, str] = field(default_factory=dict)  # role -> adapter on the policy server
     critic_temperatures: dict[str, float] = field(default_factory=dict)  # role -> calibration temperature
     verifier: Path | None = None  # the feature verifier's weights (default: the shipped ones)
+    adapter: PromotedPolicy | None = None  # the policy's own adapter, applied to its requests
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
@@ -51,6 +53,8 @@ class Policy:
         }
         if self.rollout is not None:
             described["rollout_url"] = self.rollout.url
+        if self.adapter is not None:
+            described["adapter"] = self.adapter.describe()
         return described
 
 
@@ -66,10 +70,14 @@ async def open_policy(settings: Settings, *, critics: str | None = None) -> Asyn
         embedded = not endpoint_settings.url
         adapters = {str(role): ref for role, ref in settings.critic_adapters.items()}
         temperatures = {str(role): t for role, t in settings.critic_temperatures.items()}
+        promoted = resolve_policy_adapter(settings.policy_adapter) if settings.policy_adapter else None
+        policy_ref = promoted.name if promoted else None
         if embedded:
             from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
 
             e = settings.embedded
+            if promoted is not None:
+                e, policy_ref = _with_policy_adapter(e, promoted)
             if critics in ("trained", "checked") and not adapters:
                 e, adapters, shipped = _with_shipped_critic(e)
                 temperatures = shipped | temperatures
@@ -83,6 +91,9 @@ async def open_policy(settings: Settings, *, critics: str | None = None) -> Asyn
             )
             log.info("embedded_server_started", url=server.url)
         endpoint = await _healthy(stack, endpoint_settings, settings, variable="AGENT_POLICY__URL")
+        if policy_ref is not None:
+            endpoint = endpoint.with_adapter(policy_ref)
+            log.info("policy_adapter", adapter=policy_ref, source=str(promoted.source if promoted else ""))
         rollout = None
         if settings.rollout.url:
             rollout = await _healthy(stack, settings.rollout, settings, variable="AGENT_ROLLOUT__URL")
@@ -94,7 +105,19 @@ async def open_policy(settings: Settings, *, critics: str | None = None) -> Asyn
             critic_adapters=adapters,
             critic_temperatures=temperatures,
             verifier=settings.verifier,
+            adapter=promoted,
         )
+
+
+def _with_policy_adapter(e: EmbeddedSettings, promoted: PromotedPolicy) -> tuple[EmbeddedSettings, str]:
+    """The embedded settings with the policy's GGUF LoRA added, and its index for the requests."""
+    if promoted.gguf is None:
+        raise ConfigError(
+            f"the policy adapter {promoted.source} has no GGUF LoRA for the embedded llama.cpp server "
+            "(it was fine-tuned from a Hugging Face base); serve it on SGLang or vLLM, or merge it into a "
+            "model with python -m finetune.export"
+        )
+    return e.model_copy(update={"lora": (*e.lora, promoted.gguf)}), str(len(e.lora))
 
 
 def _with_shipped_critic(e: EmbeddedSettings) -> tuple[EmbeddedSettings, dict[str, str], dict[str, float]]:

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # Their calibration temperatures by role (default: the calibration.json stored beside an
     # embedded adapter, else 1.0).
     critic_temperatures: dict[Literal["value", "prm", "orm"], float] = {}
+    # The policy's own LoRA adapter, applied to every policy request (critics keep theirs): a run of
+    # python -m agent.improve (its promoted cycle), a GGUF LoRA (embedded server) or a PEFT folder;
+    # on SGLang / vLLM the adapter is selected by name and must be loaded there. See agent.promoted.
+    policy_adapter: str | None = None
     # The feature verifier's weights for --critics verifier (python -m finetune.verifier writes
     # them); default: the ones shipped with the package.
     verifier: Path | None = None

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from agent.errors import ConfigError, DataError
 
-__all__ = ["GGUF_NAMES", "export_lora_gguf", "permute_rotary_rows"]
+__all__ = ["GGUF_NAMES", "export_lora_gguf", "gguf_pairs", "permute_rotary_rows"]
 
 # Hugging Face module name -> the GGUF tensor name stem in block ``blk.{i}``.
 GGUF_NAMES = {
@@ -59,27 +59,16 @@ def export_lora_gguf(
     import gguf
     import numpy as np
 
-    config = _read_config(adapter_dir)
-    base = _read_base(base_gguf)
-    pairs = _read_pairs(adapter_dir)
-    alpha = float(config["lora_alpha"])
-    if config.get("use_rslora"):  # PEFT scales by alpha / sqrt(r), llama.cpp by alpha / r
-        alpha *= math.sqrt(int(config["r"]))
-
+    pairs, alpha, arch = gguf_pairs(adapter_dir, base_gguf=base_gguf)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), base["arch"])
+    writer = gguf.GGUFWriter(str(tmp), arch)
     try:
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-        for (layer, module), (a, b) in sorted(pairs.items()):
-            name = f"blk.{layer}.{GGUF_NAMES[module]}.weight"
-            _check_shapes(name, a, b, base["shapes"])
-            if base["arch"] in _PERMUTED_ARCHS and module in ("q_proj", "k_proj"):
-                heads = base["n_head"] if module == "q_proj" else base["n_head_kv"]
-                b = permute_rotary_rows(b, n_head=heads)
-            np_dtype = np.float16 if dtype == "f16" else np.float32
+        np_dtype = np.float16 if dtype == "f16" else np.float32
+        for name, (a, b) in pairs.items():
             writer.add_tensor(f"{name}.lora_a", np.ascontiguousarray(a, dtype=np_dtype))
             writer.add_tensor(f"{name}.lora_b", np.ascontiguousarray(b, dtype=np_dtype))
         writer.write_header_to_file()
@@ -90,6 +79,25 @@ def export_lora_gguf(
     finally:
         tmp.unlink(missing_ok=True)
     return out_path
+
+
+def gguf_pairs(adapter_dir: Path, *, base_gguf: Path) -> tuple[dict[str, tuple[Any, Any]], float, str]:
+    """The adapter's ``(A, B)`` pairs by base GGUF tensor name, in the GGUF's row order and checked
+    against the base's shapes; llama.cpp's alpha (``B @ A`` is scaled by alpha / r); the architecture."""
+    config = _read_config(adapter_dir)
+    base = _read_base(base_gguf)
+    alpha = float(config["lora_alpha"])
+    if config.get("use_rslora"):  # PEFT scales by alpha / sqrt(r), llama.cpp by alpha / r
+        alpha *= math.sqrt(int(config["r"]))
+    pairs = {}
+    for (layer, module), (a, b) in sorted(_read_pairs(adapter_dir).items()):
+        name = f"blk.{layer}.{GGUF_NAMES[module]}.weight"
+        _check_shapes(name, a, b, base["shapes"])
+        if base["arch"] in _PERMUTED_ARCHS and module in ("q_proj", "k_proj"):
+            heads = base["n_head"] if module == "q_proj" else base["n_head_kv"]
+            b = permute_rotary_rows(b, n_head=heads)
+        pairs[name] = (a, b)
+    return pairs, alpha, base["arch"]
 
 
 def permute_rotary_rows(weight: Any, *, n_head: int) -> Any:

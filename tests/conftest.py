@@ -52,8 +52,9 @@ class OneServer:
         self.log_dir = log_dir
         self.server: EmbeddedServer | None = None
 
-    def config(self, *, lora: tuple[Path, ...] = ()) -> EmbeddedServerConfig:
+    def config(self, *, lora: tuple[Path, ...] = (), model: Path | None = None) -> EmbeddedServerConfig:
         return EmbeddedServerConfig(
+            model_path=model,
             parallel=8,
             threads=os.cpu_count() or 2,
             ctx_per_slot=2048,
@@ -61,8 +62,8 @@ class OneServer:
             log_file=self.log_dir / "llama-server.log",
         )
 
-    def get(self, *, lora: tuple[Path, ...] = ()) -> EmbeddedServer:
-        wanted = self.config(lora=lora)
+    def get(self, *, lora: tuple[Path, ...] = (), model: Path | None = None) -> EmbeddedServer:
+        wanted = self.config(lora=lora, model=model)
         if self.server is None or replace(self.server.config, port=0) != wanted:
             self.stop()
             self.server = EmbeddedServer(wanted)

@@ -386,3 +386,131 @@ def test_soft_targets_train_the_yes_share_to_the_target(
         train_lora(model, tokenizer, [examples[0], PIRATE[0]], config=config, out_dir=tmp_path / "mixed")
     with pytest.raises(DataError):
         Example("p", "Yes", 1.5)
+
+
+def _greedy(url: str, ids: list[int]) -> tuple[list[int], dict[int, float]]:
+    """Greedy 12 tokens and the first token's top-10 log-probs, with no adapter named."""
+    payload = {"prompt": ids, "n_predict": 12, "temperature": 0, "n_probs": 10, "return_tokens": True}
+    reply = httpx.post(f"{url}/completion", json={**payload, "cache_prompt": False}, timeout=120).json()
+    top = reply["completion_probabilities"][0]["top_logprobs"]
+    return reply["tokens"], {int(t["id"]): float(t["logprob"]) for t in top}
+
+
+@pytest.mark.server
+def test_merged_export_answers_like_base_plus_adapter(
+    lora_server: str,
+    pirate: lora.TrainResult,
+    model_and_tokenizer: tuple[Any, Any],
+    embedded_servers: Any,
+    tmp_path: Path,
+) -> None:
+    """``finetune.export`` writes an HF folder whose logits are PEFT's and a GGUF whose served
+    answers are those of the base with the adapter applied."""
+    from transformers import AutoModelForCausalLM
+
+    from finetune.export import export_merged
+
+    model, tokenizer = model_and_tokenizer
+    prompts = [tokenizer(p).input_ids for p in PROMPTS]
+    with_adapter = [_served(lora_server, ids, adapter=0) for ids in prompts]
+    info = export_merged(pirate.adapter_dir, tmp_path / "merged", formats=("hf", "gguf"))
+    assert json.loads((tmp_path / "merged" / "export.json").read_text()) == info
+
+    merged_hf = AutoModelForCausalLM.from_pretrained(info["written"]["hf"], dtype=torch.float32)
+    with quiet():
+        peft_model = PeftModel.from_pretrained(model, pirate.adapter_dir)
+    try:
+        ids = torch.tensor([prompts[0]])
+        with torch.no_grad():
+            gap = (merged_hf(ids).logits - peft_model(ids).logits).abs().max().item()
+    finally:
+        peft_model.unload()
+    assert gap < 1e-3, gap
+    text = tokenizer.decode(_local(merged_hf, prompts[0], eos=tokenizer.eos_token_id)[0])
+    assert text.startswith("Arr, matey!"), text
+
+    server = embedded_servers.get(model=Path(info["written"]["gguf"]))
+    merged = [_greedy(server.url, ids) for ids in prompts]
+    same_text = sum(m[0] == a[0] for m, a in zip(merged, with_adapter, strict=True))
+    same_top1 = sum(_top1(m[1]) == _top1(a[1]) for m, a in zip(merged, with_adapter, strict=True))
+    assert same_text >= 3 and same_top1 == 4, (same_text, same_top1)
+    assert tokenizer.decode(merged[0][0]).startswith("Arr, matey!")
+
+
+def _fake_run(root: Path, pirate: lora.TrainResult) -> Path:
+    """A run directory as agent.improve leaves it, whose cycle 2 promoted the pirate adapter; the
+    lineage names the adapter relative to the directory the run was started in (elsewhere)."""
+    import shutil
+
+    job = root / "loop" / "cycle_2" / "adapter"
+    shutil.copytree(pirate.adapter_dir, job / "adapter")
+    export_lora_gguf(job / "adapter", job / "adapter.gguf", base_gguf=ensure_bundled_model())
+    (job / "manifest.json").write_text(json.dumps({"base": str(ensure_bundled_model()), "files": {}}))
+    lineage = {
+        "adapter_name": "cycle_2",
+        "adapter_path": "runs/loop/cycle_2/adapter/adapter.gguf",
+        "cycle": 2,
+    }
+    (root / "loop" / "lineage.json").write_text(json.dumps(lineage))
+    return root / "loop"
+
+
+def test_policy_adapter_paths_resolve_or_say_what_to_do(pirate: lora.TrainResult, tmp_path: Path) -> None:
+    from agent.promoted import resolve_policy_adapter
+
+    run = _fake_run(tmp_path, pirate)
+    found = resolve_policy_adapter(run)
+    job = run / "cycle_2" / "adapter"
+    assert (found.name, found.gguf, found.peft, found.cycle) == (
+        "cycle_2",
+        job / "adapter.gguf",
+        job / "adapter",
+        2,
+    )
+    assert found.base == str(ensure_bundled_model())
+    assert resolve_policy_adapter(job).name == "cycle_2" and resolve_policy_adapter(job).gguf == found.gguf
+    assert resolve_policy_adapter(job / "adapter.gguf").peft == job / "adapter"
+    assert resolve_policy_adapter(pirate.adapter_dir).gguf is None
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_policy_adapter(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="neither a run directory"):
+        resolve_policy_adapter(tmp_path)
+    (run / "lineage.json").write_text(json.dumps({"eval": {}}))
+    with pytest.raises(ConfigError, match="not promoted a fine-tuned policy"):
+        resolve_policy_adapter(run)
+
+
+@pytest.mark.anyio
+async def test_an_adapter_without_gguf_is_refused_by_the_embedded_server(pirate: lora.TrainResult) -> None:
+    from agent.runtime import open_policy
+    from agent.settings import load_settings
+
+    with pytest.raises(ConfigError, match="no GGUF LoRA"):
+        async with open_policy(load_settings(policy_adapter=str(pirate.adapter_dir))):
+            pass
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_policy_from_a_run_serves_its_promoted_adapter(
+    pirate: lora.TrainResult, embedded_servers: Any, tmp_path: Path
+) -> None:
+    """With ``policy_adapter`` (``--policy-from``) the embedded server applies the promoted adapter
+    to the policy's requests; the same server answers like the base model without it."""
+    from agent.clients import Sampling
+    from agent.runtime import open_policy
+    from agent.settings import load_settings
+
+    run = _fake_run(tmp_path / "elsewhere", pirate)
+    embedded_servers.stop()  # one server at a time
+    settings = load_settings(policy_adapter=str(run), embedded={"log_file": str(tmp_path / "server.log")})
+    greedy = Sampling(max_tokens=12, temperature=0.0)
+    async with open_policy(settings) as policy:
+        assert policy.adapter is not None and policy.adapter.cycle == 2
+        assert policy.describe()["adapter"]["name"] == "cycle_2"  # type: ignore[index]
+        adapted = (await policy.endpoint.complete(PROMPTS[0], greedy)).completions[0].text
+        base_endpoint = policy.endpoint.with_adapter("0")
+        base_endpoint.backend.lora = ()  # type: ignore[attr-defined]  # the same server, no adapter
+        base = (await base_endpoint.complete(PROMPTS[0], greedy)).completions[0].text
+    assert adapted.startswith("Arr, matey!"), adapted
+    assert not base.startswith("Arr"), base

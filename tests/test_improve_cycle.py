@@ -118,10 +118,31 @@ def test_report_from_manifests(tmp_path: Path) -> None:
     (root / "cycle_1" / "search").mkdir()
     (root / "cycle_1" / "search" / "trees.html").write_text("<html></html>")
     text = write_report(root).read_text()
+    assert "By number of solution steps" not in text  # the manifests do not say
+    # A cycle that records intervals, steps and phase times gets them in the report.
+    manifest["after"]["greedy"] |= {
+        "interval": [0.05, 0.4],
+        "by_steps": {"1": [2, 6], "2": [0, 4]},
+        "seconds": 90,
+    }
+    manifest |= {
+        "prompts": {"seconds": 30},
+        "search": {
+            "kept": 3,
+            "searched": 12,
+            "reasons": {"kept": 3, "wrong_answer": 7, "no_answer": 2},
+            "seconds": 600,
+        },
+        "adapter": {"path": "a.gguf", "result": {"seconds": 120}},
+    }
+    (root / "cycle_2" / "manifest.json").write_text(json.dumps(manifest))
+    text = write_report(root).read_text()
+    assert "| 2 | 0.150 (2/10) [0.05, 0.40] | 800 | 3 kept; kept old |" in text
+    assert "| cycle | greedy 1-step | greedy 2-step |" in text and "| 2 | 2/6 | 0/4 |" in text
+    assert "| 2 | 0.5 | 10.0 | 2.0 | 1.5 | 3 / 12 | wrong_answer 7, no_answer 2 |" in text
     assert "Search trees: [cycle_1/search/trees.html](cycle_1/search/trees.html)" in text
     assert "cycle_2/search/trees.html" not in text
     assert "| 0 (base) | 0.100 (1/10) | 900 |" in text
-    assert "| 2 | 0.150 (2/10) | 800 | 3 kept; kept old |" in text
 
 
 @pytest.mark.server
@@ -281,3 +302,43 @@ async def test_a_cycles_searches_share_one_token_budget(tmp_path: Path) -> None:
     bounded = await spent(60, tmp_path / "bounded")
     assert unbounded > 6 * 12  # every tree spends its simulations
     assert bounded < unbounded / 2  # the trees stopped on the shared budget (plus requests in flight)
+
+
+def _gsm8k_file(path: Path, questions: list[str]) -> str:
+    rows = [{"question": q, "answer": f"It is {i}.\n#### {i}"} for i, q in enumerate(questions)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_cycles_on_a_dataset_take_consecutive_slices_and_never_the_heldout(tmp_path: Path) -> None:
+    from agent.errors import ConfigError
+    from agent.improve.cycle import check_data, heldout_problems, training_prompts
+
+    train = _gsm8k_file(
+        tmp_path / "train.jsonl", [f"Sam has {i} pens and buys 2. How many now?" for i in range(5)]
+    )
+    test = _gsm8k_file(tmp_path / "test.jsonl", ["Ann has 7 cups and breaks 1. How many are left?"])
+    cfg = CycleConfig(task="gsm8k", data=train, heldout_data=test, train_prompts=2, heldout=10)
+    check_data(cfg)
+    first, second, third = (training_prompts(k, cfg) for k in (1, 2, 3))
+    assert len(first) == len(second) == 2 and not {p.id for p in first} & {p.id for p in second}
+    assert len({p.id for p in [*first, *second, *third]}) == 5  # the fifth, then around again
+    assert [p.question for p in heldout_problems(cfg)] == ["Ann has 7 cups and breaks 1. How many are left?"]
+    with pytest.raises(ConfigError, match=r"--data .* --heldout-data"):
+        check_data(CycleConfig(task="gsm8k", data=train))
+    with pytest.raises(ConfigError, match="generates its problems"):
+        check_data(CycleConfig(task="arith", data=train))
+    leaky = _gsm8k_file(
+        tmp_path / "leaky.jsonl", ["ann has 7 cups and  breaks 1. How many are left?", "Other?"]
+    )
+    with pytest.raises(ConfigError, match="1 training problems are also held-out"):
+        check_data(CycleConfig(task="gsm8k", data=leaky, heldout_data=test))
+
+
+def test_improve_cli_refuses_a_dataset_task_without_data_before_starting_a_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from agent.improve.__main__ import main
+
+    assert main(["--task", "gsm8k", "--runs", "/nonexistent"]) == 2
+    assert "needs --data" in capsys.readouterr().err

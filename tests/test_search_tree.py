@@ -260,3 +260,65 @@ def test_presets_and_validation() -> None:
         SearchConfig().with_overrides(nope=1)
     with pytest.raises(ConfigError, match="preset"):
         preset("huge")
+
+
+def _terminal_chain(tree: Tree, answer: str) -> None:
+    ticket = tree.select()
+    assert ticket is not None and ticket.kind == "expand"
+    node = tree.nodes[ticket.node]
+    terminal = node.depth + 1 >= 2
+    tree.expand(ticket, option=f"{answer}@{node.depth}", value=0.5, terminal=terminal, answer=answer)
+
+
+def test_a_simulation_reaching_a_terminal_widens_the_deepest_node_below_c_max() -> None:
+    config = SearchConfig(c_min_root=1, c_max_root=2, c_min=1, c_max=3, max_depth=2)
+    tree = Tree("q", config)
+    _terminal_chain(tree, "a")  # root -> step
+    _terminal_chain(tree, "a")  # step -> terminal
+    step = tree.nodes[1]
+    # every node is full (width 1): the next simulation widens the terminal's parent, not the root
+    ticket = tree.select()
+    assert ticket is not None and ticket.kind == "expand" and ticket.node == step.id
+    assert ticket.path == (0, step.id) and step.width == 2
+    tree.expand(ticket, option="b", value=0.5, terminal=True, answer="b")
+    ticket = tree.select()
+    assert ticket is not None and ticket.node == step.id and step.width == 3
+    tree.expand(ticket, option="c", value=0.5, terminal=True, answer="c")
+    # the step is at its c_max: the root gets a second child slot next
+    ticket = tree.select()
+    assert ticket is not None and ticket.kind == "expand" and ticket.node == 0 and tree.root.width == 2
+    tree.release(ticket)
+
+
+def test_without_widening_a_full_tree_only_revisits_its_terminals() -> None:
+    config = SearchConfig(c_min_root=1, c_max_root=2, c_min=1, c_max=3, max_depth=2, widen=False)
+    tree = Tree("q", config)
+    _terminal_chain(tree, "a")
+    _terminal_chain(tree, "a")
+    ticket = tree.select()
+    assert ticket is not None and ticket.kind == "revisit" and ticket.node == 2
+    tree.revisit(ticket)
+
+
+def test_a_tree_at_c_max_everywhere_revisits() -> None:
+    config = SearchConfig(c_min_root=1, c_max_root=1, c_min=1, c_max=1, max_depth=2)
+    tree = Tree("q", config)
+    _terminal_chain(tree, "a")
+    _terminal_chain(tree, "a")
+    ticket = tree.select()
+    assert ticket is not None and ticket.kind == "revisit"
+    tree.revisit(ticket)
+
+
+def test_a_merged_duplicate_uses_up_the_slot_it_was_sampled_for() -> None:
+    tree = Tree("q", SearchConfig(c_min_root=2, c_max_root=2, widen=False))
+    first = tree.select()
+    assert first is not None
+    tree.expand(first, option="x", value=0.5, terminal=True, answer="1")
+    second = tree.select()
+    assert second is not None and second.kind == "expand" and second.node == 0
+    tree.merge(second, into=1, option="x.", value=0.5)
+    assert tree.root.duplicates == 1
+    third = tree.select()  # the root's two slots are used (one child, one duplicate)
+    assert third is not None and third.kind == "revisit"
+    tree.revisit(third)

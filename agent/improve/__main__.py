@@ -2,6 +2,8 @@
 
     python -m agent.improve --name loop --cycles 1
     python -m agent.improve --name loop --cycles 100 --every 6h      # on a schedule
+    python -m agent.improve --name gsm --task gsm8k --data ../shared/data/gsm8k/train.jsonl \
+        --heldout-data ../shared/data/gsm8k/test.jsonl --heldout 200
     # or from cron, one cycle per run (resumes where the last one stopped):
     # 0 */6 * * * cd /path/to/project && .venv/bin/python -m agent.improve --name loop --cycles 1 --next
 
@@ -23,7 +25,7 @@ import anyio
 
 from agent.cli import add_policy_args, add_search_args, policy_overrides, run_cli, search_config
 from agent.errors import ConfigError
-from agent.improve.cycle import CycleConfig, run_cycle
+from agent.improve.cycle import CycleConfig, check_data, run_cycle
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig
 from agent.improve.serving import embedded_policy, remote_policy
@@ -66,6 +68,8 @@ async def _main(args: argparse.Namespace) -> int:
     cfg = CycleConfig(
         name=args.name,
         task=args.task,
+        data=args.data,
+        heldout_data=args.heldout_data,
         prompt=settings.prompt,
         train_prompts=args.train_prompts,
         heldout=args.heldout,
@@ -83,6 +87,7 @@ async def _main(args: argparse.Namespace) -> int:
         eval_methods=tuple(args.eval),
         runs_dir=args.runs,
     )
+    check_data(cfg)  # before a server starts: a missing or overlapping data set is a usage error
     serve = remote_policy(overrides) if remote else embedded_policy()
     every = parse_every(args.every) if args.every else None
     first = _next_cycle(cfg) if args.next else 1
@@ -93,6 +98,11 @@ async def _main(args: argparse.Namespace) -> int:
             report = await anyio.to_thread.run_sync(write_report, cfg.root)
             verdict = "promoted" if manifest["promoted"] else "not promoted"
             print(f"cycle {k}: {verdict}: {manifest['why']} -> {report}")
+            if manifest["promoted"]:
+                print(
+                    f'  use it: python -m agent.solve --policy-from {cfg.root} "QUESTION"; merge it into a '
+                    f"model: python -m finetune.export --policy-from {cfg.root} --out models/{cfg.name}"
+                )
             if every is not None and k < first + args.cycles - 1:
                 await anyio.sleep(max(0.0, every - (anyio.current_time() - started)))
     return 0
@@ -113,7 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cycles", type=int, default=1, help="cycles to run (default 1)")
     parser.add_argument("--next", action="store_true", help="start at the first unfinished cycle (for cron)")
     parser.add_argument("--every", help="run a cycle every interval, e.g. 6h (default: back to back)")
-    parser.add_argument("--task", choices=("arith",), default="arith", help="task with generated splits")
+    parser.add_argument(
+        "--task",
+        choices=("arith", "gsm8k", "math"),
+        default="arith",
+        help="arith (generated training and held-out splits; default), or gsm8k / math with --data and "
+        "--heldout-data",
+    )
+    parser.add_argument(
+        "--data",
+        help="training problems for gsm8k/math: a JSONL file in the official format or hf:owner/name "
+        "(each cycle searches its next --train-prompts of them and seeds imagination with them)",
+    )
+    parser.add_argument(
+        "--heldout-data",
+        help="evaluation problems for gsm8k/math (JSONL or hf:owner/name; the first --heldout are used); "
+        "never searched, imagined or trained on",
+    )
     parser.add_argument("--train-prompts", type=int, default=40, help="real training prompts per cycle")
     parser.add_argument("--heldout", type=int, default=40, help="held-out problems for evaluation")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5, help="share of imagined prompts")
@@ -153,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval", nargs="+", default=["greedy", "mcts"], choices=("greedy", "sc", "mcts"))
     parser.add_argument("--seed", type=int, default=0)
     add_search_args(parser)
-    add_policy_args(parser)
+    add_policy_args(parser, adapter=False)  # the cycles serve their own adapters
     return parser
 
 

@@ -17,13 +17,20 @@ path of the search trees so far, served as adapters next to the policy's, and us
 critics) by the cycle's evaluation and every later search. A cycle's candidate is its policy
 adapter together with its critics; both are promoted, or kept out, together.
 
-Simplified: imagination seeds come from the task's training split (generated for ``arith``).
+Data: ``arith`` generates its training and held-out splits. GSM8K and MATH take ``data`` (training
+problems: a JSONL file or ``hf:owner/name``) and ``heldout_data`` (evaluation problems); each cycle
+searches its own slice of the training problems, imagination is seeded from them, and no held-out
+question is searched, imagined or trained on: a training set that shares a question with the
+held-out set is refused (``ConfigError``) and an imagined near-duplicate of one is dropped.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +40,7 @@ import anyio
 import structlog
 
 from agent.driver import SharedBudget
+from agent.errors import ConfigError
 from agent.evaluate import evaluate, save_tree
 from agent.improve.imagine import ImagineConfig, imagine, mix
 from agent.improve.select import Decision, FilterConfig, select_trajectory
@@ -42,11 +50,22 @@ from agent.runtime import Policy
 from agent.search.config import SearchConfig
 from agent.search.options import OptionRule
 from agent.solvers import CriticsKind, SolverConfig, solve_with
+from agent.stats import wilson_interval
 from agent.tasks import Problem, get_task, load_task_problems
 from agent.tasks.grading import Grader
 from agent.trees import write_tree_page
 
-__all__ = ["CRITIC_ROLES", "CycleConfig", "Served", "Swap", "run_cycle"]
+__all__ = [
+    "CRITIC_ROLES",
+    "CycleConfig",
+    "Served",
+    "Swap",
+    "check_data",
+    "check_disjoint",
+    "heldout_problems",
+    "run_cycle",
+    "training_prompts",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +89,8 @@ class CycleConfig:
 
     name: str = "loop"
     task: str = "arith"
+    data: str | None = None  # training problems (JSONL or hf:owner/name); arith: generated
+    heldout_data: str | None = None  # evaluation problems; arith: the generated test split
     prompt: str | None = None  # the task's prompt variant (agent.tasks.variants; None: its default)
     train_prompts: int = 40  # real training prompts per cycle (imagination seeds)
     heldout: int = 40  # held-out test problems for evaluation
@@ -124,6 +145,70 @@ def _read_problems(path: Path) -> list[Problem]:
     ]
 
 
+# --- the data ----------------------------------------------------------------------------------
+
+
+def check_data(cfg: CycleConfig) -> None:
+    """ConfigError unless the task has its training and held-out problems, and they are disjoint."""
+    if cfg.task == "arith":
+        if cfg.data or cfg.heldout_data:
+            raise ConfigError(
+                "the arith task generates its problems; --data and --heldout-data are for gsm8k/math"
+            )
+        return
+    if not cfg.data or not cfg.heldout_data:
+        raise ConfigError(
+            f"task {cfg.task!r} needs --data (training problems) and --heldout-data (evaluation problems): "
+            "JSONL files in the official format or hf:owner/name, e.g. --data "
+            "../shared/data/gsm8k/train.jsonl --heldout-data ../shared/data/gsm8k/test.jsonl"
+        )
+    check_disjoint(_training_pool(cfg.task, cfg.data, cfg.seed), heldout_problems(cfg))
+
+
+def check_disjoint(train: list[Problem], heldout: list[Problem]) -> None:
+    """ConfigError naming the shared questions when a training problem is also a held-out one."""
+    held = {_key(p.question) for p in heldout}
+    shared = [p.id for p in train if _key(p.question) in held]
+    if shared:
+        raise ConfigError(
+            f"{len(shared)} training problems are also held-out problems ({', '.join(shared[:3])}); the "
+            "held-out set must never be trained on: remove them from --data or choose another --heldout-data"
+        )
+
+
+def _key(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+@functools.lru_cache(maxsize=4)
+def _training_pool(task: str, data: str, seed: int) -> list[Problem]:
+    """The training problems in a fixed shuffled order (cycles take consecutive slices)."""
+    pool = load_task_problems(task, data=data, split="train")
+    random.Random(f"pool:{seed}").shuffle(pool)
+    return pool
+
+
+def training_prompts(k: int, cfg: CycleConfig) -> list[Problem]:
+    """Cycle ``k``'s real training prompts: generated ones (arith), or the k-th slice of the training
+    problems (wrapping around once they are all used)."""
+    if cfg.task == "arith":
+        return load_task_problems(cfg.task, split="train", limit=cfg.train_prompts, seed=cfg.seed + k)
+    check_data(cfg)
+    assert cfg.data is not None
+    pool = _training_pool(cfg.task, cfg.data, cfg.seed)
+    start = (k - 1) * cfg.train_prompts
+    return [pool[(start + i) % len(pool)] for i in range(min(cfg.train_prompts, len(pool)))]
+
+
+def heldout_problems(cfg: CycleConfig) -> list[Problem]:
+    """The evaluation problems: the generated test split (arith) or the first of ``heldout_data``."""
+    if cfg.task == "arith":
+        return load_task_problems(cfg.task, split="test", limit=cfg.heldout, seed=cfg.seed)
+    if not cfg.heldout_data:
+        check_data(cfg)
+    return load_task_problems(cfg.task, data=cfg.heldout_data, split="test", limit=cfg.heldout)
+
+
 # --- the steps ---------------------------------------------------------------------------------
 
 
@@ -131,15 +216,18 @@ async def step_prompts(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> l
     """Real training prompts plus validated imagined ones (rephrasings, backward questions)."""
     if await anyio.to_thread.run_sync(_done, out):
         return await anyio.to_thread.run_sync(_read_problems, out / "prompts.jsonl")
-    real = load_task_problems(cfg.task, split="train", limit=cfg.train_prompts, seed=cfg.seed + k)
-    result = await imagine(real, policy=policy.endpoint, fmt=policy.fmt, config=cfg.imagine)
+    started = time.perf_counter()
+    heldout = await anyio.to_thread.run_sync(heldout_problems, cfg)
+    real = await anyio.to_thread.run_sync(training_prompts, k, cfg)
+    check_disjoint(real, heldout)
+    held = [p.question for p in heldout]  # an imagined near-duplicate of one is dropped
+    result = await imagine(real, policy=policy.endpoint, fmt=policy.fmt, config=cfg.imagine, existing=held)
     ratio = min(cfg.synthetic_ratio, len(result.problems) / max(1, len(real) + len(result.problems)))
     prompts = mix(real, result.problems, ratio=ratio, seed=cfg.seed + k)
     _write_problems(out / "prompts.jsonl", prompts)
     (out / "rejected.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in result.rejected))
-    _mark(
-        out, {"real": len(real), "imagined": len(result.problems), "used": len(prompts), **result.reasons()}
-    )
+    counts = {"real": len(real), "imagined": len(result.problems), "used": len(prompts)}
+    _mark(out, {**counts, **result.reasons(), "seconds": round(time.perf_counter() - started, 1)})
     return prompts
 
 
@@ -151,6 +239,7 @@ async def step_search(
     Each record also lists every terminal path of the tree, graded (the critics' training data).
     """
     run = RunDir(out)
+    started = time.perf_counter()
     task = get_task(cfg.task, prompt=cfg.prompt)
     settings = {
         "task": cfg.task,
@@ -210,7 +299,9 @@ async def step_search(
     reasons: dict[str, int] = {}
     for r in records:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-    await anyio.to_thread.run_sync(_mark, out, {"searched": len(records), "kept": kept, "reasons": reasons})
+    info = {"searched": len(records), "kept": kept, "reasons": reasons}
+    info["seconds"] = round(time.perf_counter() - started, 1)  # this process's share, on a resume
+    await anyio.to_thread.run_sync(_mark, out, info)
     return [_decision(r) for r in records]
 
 
@@ -250,10 +341,11 @@ async def step_eval(
 ) -> dict[str, dict[str, Any]]:
     """Greedy and ηMCTS accuracy of the served policy on the held-out problems (resumable)."""
     task = get_task(cfg.task, prompt=cfg.prompt)
-    problems = load_task_problems(cfg.task, split="test", limit=cfg.heldout, seed=cfg.seed)
+    problems = await anyio.to_thread.run_sync(heldout_problems, cfg)
     results = {}
     for method in cfg.eval_methods:
         config = SolverConfig(method=method, search=cfg.search, critics=critics)  # type: ignore[arg-type]
+        started = time.perf_counter()
         summary = await evaluate(
             problems, task=task, policy=policy, config=config, out=out / method, concurrency=cfg.concurrency
         )
@@ -266,8 +358,27 @@ async def step_eval(
             # None when nothing was solved: there is no cost per solved problem to report.
             "tokens_per_solved": tokens / solved if solved else None,
             "completion_tokens_per_solved": summary.usage.completion_tokens / solved if solved else None,
+            "interval": list(wilson_interval(summary.correct, summary.problems)),
+            "by_steps": await anyio.to_thread.run_sync(_by_steps, problems, out / method / "results.jsonl"),
+            "coverage": summary.coverage,
+            "seconds": round(time.perf_counter() - started, 1),
         }
     return results
+
+
+def _by_steps(problems: list[Problem], results: Path) -> dict[str, list[int]]:
+    """Right and total per number of solution steps (``meta["steps"]``: generated problems), as
+    ``{"2": [right, total]}``; empty when the problems do not say."""
+    steps = {p.id: p.meta.get("steps") for p in problems}
+    table: dict[str, list[int]] = {}
+    for line in results.read_text().splitlines() if results.exists() else []:
+        record = json.loads(line)
+        k = steps.get(record.get("id"))
+        if k is not None:
+            cell = table.setdefault(str(k), [0, 0])
+            cell[0] += bool(record.get("correct"))
+            cell[1] += 1
+    return dict(sorted(table.items(), key=lambda item: int(item[0])))
 
 
 def promote(new: dict[str, dict[str, Any]], best: dict[str, dict[str, Any]]) -> tuple[bool, str]:
@@ -293,6 +404,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     if await manifest_path.exists():
         return json.loads(await manifest_path.read_text())
     structlog.contextvars.bind_contextvars(cycle=k)
+    await anyio.to_thread.run_sync(check_data, cfg)
     # A cycle killed after its decision resumes from that decision, and from the lineage as it was
     # before it (lineage.json may already name this cycle's adapter).
     decided = await anyio.to_thread.run_sync(_done_file, out / "decision.json")

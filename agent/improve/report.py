@@ -46,10 +46,13 @@ def write_report(root: Path) -> Path:
         for method in methods:
             result = evaluation.get(method, {})
             acc = f"{result['accuracy']:.3f} ({result['correct']}/{result['problems']})" if result else "-"
+            if result.get("interval"):
+                acc += " [{:.2f}, {:.2f}]".format(*result["interval"])
             per_solved = result.get("tokens_per_solved") if result else None
             tokens = f"{per_solved:.0f}" if per_solved is not None else "-"
             cells += [acc, tokens]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {notes} |")
+    lines += _by_steps_table(rows, methods) + _phases_table(manifests)
     for m in manifests:
         lines += [
             "",
@@ -67,6 +70,58 @@ def write_report(root: Path) -> Path:
     path = root / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _by_steps_table(rows: list[tuple[str, dict[str, Any], str]], methods: list[str]) -> list[str]:
+    """Right / total by the problems' number of solution steps, per cycle and method."""
+    steps = sorted(
+        {k for _, e, _ in rows for m in methods for k in e.get(m, {}).get("by_steps", {})}, key=int
+    )
+    if not steps:
+        return []
+    columns = [(m, k) for m in methods for k in steps]
+    lines = [
+        "",
+        "By number of solution steps (right / problems):",
+        "",
+        "| cycle | " + " | ".join(f"{m} {k}-step" for m, k in columns) + " |",
+        "|" + "---|" * (len(columns) + 1),
+    ]
+    for name, evaluation, _ in rows:
+        cells = []
+        for m, k in columns:
+            cell = evaluation.get(m, {}).get("by_steps", {}).get(k)
+            cells.append(f"{cell[0]}/{cell[1]}" if cell else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _phases_table(manifests: list[dict[str, Any]]) -> list[str]:
+    """Minutes per phase, and what the search kept and why the rest was dropped."""
+    lines = [
+        "",
+        "Minutes per phase, and the searched traces kept (the rest dropped, with the reasons):",
+        "",
+        "| cycle | prompts | search | fine-tune | evaluation | kept / searched | dropped because |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def minutes(seconds: float | None) -> str:
+        return f"{seconds / 60:.1f}" if seconds is not None else "-"
+
+    for m in manifests:
+        search = m.get("search") or {}
+        trained = (m.get("adapter") or {}).get("result", {}).get("seconds")
+        evals = [r.get("seconds") for r in (m.get("after") or {}).values() if r.get("seconds") is not None]
+        reasons = {k: v for k, v in (search.get("reasons") or {}).items() if k != "kept"}
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "-"
+        lines.append(
+            f"| {m['cycle']} | {minutes((m.get('prompts') or {}).get('seconds'))} | "
+            f"{minutes(search.get('seconds'))} | {minutes(trained)} | "
+            f"{minutes(sum(evals) if evals else None)} | {search.get('kept', '-')} / "
+            f"{search.get('searched', '-')} | {dropped} |"
+        )
+    return lines
 
 
 def _plots(root: Path, rows: list[tuple[str, dict[str, Any], str]], methods: list[str]) -> list[str]:

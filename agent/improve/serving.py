@@ -75,7 +75,8 @@ async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Pol
     """A configured SGLang or vLLM server; adapters are loaded at run time and selected per request."""
     from servers.swap import SGLangSwapper, VLLMSwapper
 
-    settings = load_settings(**overrides)
+    # the cycles choose the policy's adapter themselves: AGENT_POLICY_ADAPTER does not apply here
+    settings = load_settings(**overrides).model_copy(update={"policy_adapter": None})
     async with open_policy(settings) as policy:
         url, backend = policy.endpoint.url, settings.policy.backend
         swapper: SGLangSwapper | VLLMSwapper

@@ -48,6 +48,12 @@ class SearchConfig:
         None  # edit: max normalized distance (default 0.2); embedding: min cosine (0.9)
     )
     resample: int = 2  # re-sample a near-duplicate up to this many times before merging it
+    # --- widening on saturation ---
+    # A simulation that reaches a terminal node adds a child slot to the deepest node on its path
+    # still below its c_max (a sibling of the terminal first), and expands there; it revisits the
+    # terminal only when the whole path is at c_max. Without it a narrow tree stops growing once
+    # every node is full, and the rest of the budget only re-counts the terminals it has.
+    widen: bool = True
     # --- fast rollout ---
     rollouts: int = 0  # completions per new non-terminal node; 0 turns fast rollout off
     rollout_min_depth: int = 0

@@ -33,6 +33,7 @@ class Node:
     virtual_loss: int = 0
     pending: int = 0  # expansions of this node in flight
     width: int = 1
+    duplicates: int = 0  # expansions of this node merged into an existing child (each uses a slot)
     terminal: bool = False
     answer: str | None = None
     value: float | None = None  # the node's own (mixed) critic value in [0, 1]
@@ -100,9 +101,14 @@ class Tree:
         path = [0]
         while True:
             if node.terminal:
-                ticket = Ticket("revisit", node.id, tuple(path))
+                at = self._widen(path) if self.config.widen else None
+                if at is None:
+                    ticket = Ticket("revisit", node.id, tuple(path))
+                else:
+                    self.nodes[path[at]].pending += 1
+                    ticket = Ticket("expand", path[at], tuple(path[: at + 1]))
                 break
-            if len(node.children) + node.pending < node.width and node.depth < self.config.max_depth:
+            if self._has_room(node):
                 node.pending += 1
                 ticket = Ticket("expand", node.id, tuple(path))
                 break
@@ -115,6 +121,23 @@ class Tree:
             self.nodes[i].virtual_loss += 1
         self.in_flight += 1
         return ticket
+
+    def _has_room(self, node: Node) -> bool:
+        used = len(node.children) + node.duplicates + node.pending
+        return used < node.width and node.depth < self.config.max_depth
+
+    def _widen(self, path: list[int]) -> int | None:
+        """Give the deepest non-terminal node on ``path`` below its c_max one more child slot.
+
+        Returns that node's index in ``path``, or None when every node on it is at c_max.
+        """
+        for at in range(len(path) - 2, -1, -1):
+            node = self.nodes[path[at]]
+            if node.depth >= self.config.max_depth or node.width >= self.config.c_max_at(node.depth):
+                continue
+            node.width += 1  # used <= width always holds, so the new slot is free
+            return at
+        return None
 
     def _best_child(self, node: Node) -> Node | None:
         children = [self.nodes[i] for i in node.children if not self._blocked(self.nodes[i])]
@@ -133,7 +156,7 @@ class Tree:
 
     def _blocked(self, node: Node) -> bool:
         """Nothing to do below this node until an expansion in flight there finishes."""
-        return not node.terminal and not node.children and node.pending >= node.width
+        return not node.terminal and not node.children and node.pending + node.duplicates >= node.width
 
     def _exploration(self, child: Node, parent_visits: float, n: float) -> float:
         c = self.config.c
@@ -193,6 +216,7 @@ class Tree:
             raise ValueError(f"node {into} is not a child of {ticket.node}")
         target.merged.append(option)
         target.tokens += tokens
+        self.nodes[ticket.node].duplicates += 1
         self._backup([*ticket.path, into], value)
         self.release(ticket)
         return target
