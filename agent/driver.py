@@ -123,13 +123,22 @@ class _Search:
         started = tree.simulations + tree.in_flight
         if self.shared is not None and self.shared.exhausted:
             return "shared_budget"
-        if c.max_tokens is not None and self.policy_usage.completion_tokens >= c.max_tokens:
+        if c.max_tokens is not None and self._projected_tokens() >= c.max_tokens:
             return "tokens"
         if started >= c.max_simulations:
             return "budget"
         if started >= c.simulations and tree.terminal_count >= c.min_terminals:
             return "budget"
         return None
+
+    def _projected_tokens(self) -> float:
+        """Completion tokens spent, plus what the simulations in flight will spend at the mean so far:
+        a tree stops starting simulations once those would reach its token budget, instead of
+        overshooting it by ``workers`` simulations."""
+        spent = self.policy_usage.completion_tokens
+        if not self.tree.simulations or not self.tree.in_flight:
+            return spent
+        return spent + self.tree.in_flight * spent / self.tree.simulations
 
     # --- the simulation loop ---------------------------------------------------------------------
 

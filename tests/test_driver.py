@@ -223,3 +223,16 @@ async def test_puct_uses_option_priors() -> None:
     assert result.tree.simulations == 6
     priors = [n.prior for n in result.tree.nodes[1:]]
     assert priors and all(p is not None and 0 < p <= 1 for p in priors)
+
+
+async def test_a_token_budget_is_kept_with_simulations_in_flight() -> None:
+    """With 8 simulations in flight, a tree stops starting new ones once the ones running would
+    reach its completion-token budget (at the mean cost so far), instead of overshooting it by up
+    to ``workers`` options."""
+
+    config = SearchConfig(simulations=60, max_simulations=60, workers=8, max_tokens=150, merge="none")
+    backend = FunctionBackend(arithmetic_policy, latency=0.01)
+    result = await run_search(PROBLEM, setup=setup_with(backend), config=config)
+    per_option = result.policy_usage.completion_tokens / result.policy_usage.requests
+    assert result.stopped == "tokens"
+    assert result.policy_usage.completion_tokens <= 150 + 2 * per_option, result.policy_usage
