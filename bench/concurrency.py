@@ -8,26 +8,37 @@ so every client-side delay between two requests shows up as lost throughput; a l
 K requests queued at the server, which hides that delay at the price of latency.
 
 Columns: achieved requests/s, the ideal K/L and the share of it reached; p50/p99 latency as a caller
-sees it (waiting for the limiter included); client CPU per request, which is the process's CPU time
-minus the fake server thread's own (the server runs in this process, on its own thread and event
-loop: the CPU split is exact, but the two share the GIL, so each can delay the other); the server's
-peak busy slots and queue; the share of prompt tokens served from the prefix cache.
+sees it (waiting for the limiter included); client CPU per request (this process's CPU time); the
+server's CPU per request, peak busy slots and queue (from its ``GET /stats``); the share of prompt
+tokens served from the prefix cache.
+
+The fake server runs as its own process (``python -m agent.fakes.server``), so the figure measures
+treeloop and not the benchmark: in one process the two share the GIL and each delays the other.
+``--server thread`` runs it on a thread of this process instead (its CPU time is then subtracted
+from the client's), for comparison.
 
 The workload is pluggable: ``WORKLOADS`` maps a name to ``async (endpoint, *, clients, requests) ->
 list[Usage]``; the default sends single requests whose prompts walk down a path, as a search does.
 
     python bench/concurrency.py --latency 0.05 --slots 16 --requests 2000 --clients 256
+    python bench/concurrency.py --workload searches --clients 256 --requests 4000 --limiters 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -35,11 +46,13 @@ from agent.clients import CompletionResult, Endpoint, Sampling, Usage, make_endp
 from agent.critics.arithmetic import ArithmeticCritic
 from agent.driver import SearchSetup, run_search
 from agent.fakes import FakeServer
+from agent.fakes.server import FakeServerStats
 from agent.merging import EditDistanceSimilarity
 from agent.prompts import get_format
 from agent.search.config import SearchConfig
 from agent.settings import EndpointSettings, RetrySettings
 from agent.tasks import Problem, get_task
+from servers.process import ManagedProcess
 
 __all__ = ["WORKLOADS", "Result", "Workload", "drive", "main", "measure"]
 
@@ -143,19 +156,56 @@ class Result:
     connections: int
 
 
+Stats = Callable[[], Awaitable[FakeServerStats]]
+
+
+@asynccontextmanager
+async def fake_server(args: argparse.Namespace) -> AsyncIterator[tuple[str, Stats, bool]]:
+    """A fresh fake server: its URL, how to read its stats, and whether it shares this process."""
+    if args.server == "thread":
+        async with FakeServer(args.latency, args.slots) as server:
+
+            async def local() -> FakeServerStats:
+                return server.stats()
+
+            yield server.url, local, True
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "agent.fakes.server", "--port", str(port)]
+    command += ["--latency", str(args.latency), "--slots", str(args.slots)]
+    log = Path(tempfile.gettempdir()) / "treeloop-bench-fake-server.log"
+    process = await anyio.to_thread.run_sync(
+        lambda: ManagedProcess.start(command, health_url=f"{url}/health", log_file=log, startup_timeout=60)
+    )
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+
+            async def remote() -> FakeServerStats:
+                reply = await client.get(f"{url}/stats")
+                reply.raise_for_status()
+                return FakeServerStats(**reply.json())
+
+            yield url, remote, False
+    finally:
+        await anyio.to_thread.run_sync(process.stop)
+
+
 async def measure(args: argparse.Namespace, *, backend: str, limiter: int) -> Result:
     """One row: a fresh fake server, one endpoint with ``limiter`` slots, the workload run once."""
-    async with FakeServer(args.latency, args.slots) as server:
+    async with fake_server(args) as (url, stats, same_process):
         settings = EndpointSettings.model_validate(
-            {"url": server.url, "backend": backend, "max_concurrency": limiter}
+            {"url": url, "backend": backend, "max_concurrency": limiter}
         )
         async with make_endpoint(settings, retry=RetrySettings(attempts=1)) as endpoint:
             await endpoint.health()
-            before = server.stats()
+            before = await stats()
             cpu, start = time.process_time(), time.perf_counter()
             usages = await WORKLOADS[args.workload](endpoint, clients=args.clients, requests=args.requests)
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-            after = server.stats()
+            after = await stats()
     server_cpu = after.cpu_seconds - before.cpu_seconds
     total = sum(usages, Usage())
     return Result(
@@ -163,7 +213,7 @@ async def measure(args: argparse.Namespace, *, backend: str, limiter: int) -> Re
         limiter=limiter,
         requests=len(usages),
         wall=wall,
-        client_cpu=cpu - server_cpu,
+        client_cpu=cpu - server_cpu if same_process else cpu,
         server_cpu=server_cpu,
         latencies=sorted(u.seconds for u in usages),
         cached_ratio=total.cached_ratio,
@@ -217,6 +267,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=2000, help="requests per row (N)")
     parser.add_argument("--clients", type=int, default=256, help="concurrent client tasks (C)")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="requests")
+    parser.add_argument(
+        "--server",
+        choices=("process", "thread"),
+        default="process",
+        help="the fake server in its own process (default) or on a thread of this one",
+    )
     # the client side
     parser.add_argument(
         "--backends", nargs="+", choices=["openai", "llamacpp"], default=["openai", "llamacpp"]

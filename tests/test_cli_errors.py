@@ -91,3 +91,20 @@ def test_solve_defaults_to_rerank_at_8_with_the_verifier() -> None:
 
     args = build_parser().parse_args(["question"])
     assert (args.method, args.n, args.critics) == ("rerank", 8, "verifier")
+
+
+def test_policy_from_a_path_that_holds_no_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(solve_main, ["--policy-from", str(tmp_path / "runs" / "none"), "What is 2 + 2?"], capsys)
+    assert code == 2 and "does not exist" in err and "run directory" in err and "Traceback" not in err
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "lineage.json").write_text('{"eval": {}}')
+    code, err = _run(evaluate_main, ["--policy-from", str(tmp_path / "loop"), "--limit", "1"], capsys)
+    assert code == 2 and "has not promoted a fine-tuned policy" in err
+
+
+def test_export_without_an_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from finetune.export import main as export_main
+
+    code, err = _run(export_main, ["--policy-from", str(tmp_path), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "neither a run directory" in err
+    assert not (tmp_path / "out").exists()

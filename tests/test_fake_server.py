@@ -225,3 +225,32 @@ async def test_hundreds_of_concurrent_connections() -> None:
     assert len(answers) == n and all(a.startswith(b"HTTP/1.1 200 OK\r\n") for a in answers)
     assert (stats.requests, stats.connections) == (n, n)
     assert stats.peak_active > n // 2 and wall < latency + 2.0
+
+
+def test_stats_route_for_a_client_in_another_process() -> None:
+    with FakeServer(0.0, 2) as server:
+        httpx.post(f"{server.url}/v1/completions", json={"prompt": "Step 1", "max_tokens": 4, "n": 2})
+        stats = httpx.get(f"{server.url}/stats").json()
+    assert stats["requests"] == 1 and stats["completions"] == 2 and stats["cpu_seconds"] > 0
+
+
+def test_concurrency_bench_runs_against_a_fake_server_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "bench"))
+    bench = __import__("concurrency")
+    args = [
+        "--latency",
+        "0.002",
+        "--slots",
+        "4",
+        "--requests",
+        "60",
+        "--clients",
+        "8",
+        "--backends",
+        "openai",
+    ]
+    results = anyio.run(bench.run, bench.parse_args([*args, "--limiters", "1"]))
+    assert len(results) == 1 and results[0].requests == 60
+    assert results[0].server_cpu > 0 and results[0].client_cpu > 0  # the server's own CPU, from its /stats

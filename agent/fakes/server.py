@@ -1,7 +1,8 @@
 """A real HTTP fake of a completions server, for tests and benchmarks without GPUs or models.
 
 Routes, in the real servers' shapes: ``POST /v1/completions`` (OpenAI), ``POST /completion``
-(llama.cpp native; a list for ``n_cmpl`` > 1), ``GET /health``, ``GET /v1/models``.
+(llama.cpp native; a list for ``n_cmpl`` > 1), ``GET /health``, ``GET /v1/models``; and its own
+``GET /stats`` (``FakeServerStats`` as JSON) for a client in another process.
 
 Cost model: at most ``slots`` requests are processed at once, the rest wait in a FIFO queue, and each
 holds its slot ``latency`` seconds (``asyncio.sleep``; a request's ``n`` completions share it). The
@@ -24,7 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import anyio
@@ -212,6 +213,8 @@ class FakeServer:
     async def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         if method == "GET" and path in _READS:
             return 200, _READS[path]
+        if method == "GET" and path == "/stats":  # for a client in another process
+            return 200, asdict(await self._snapshot())
         if method != "POST" or path not in _DIALECTS:
             return 404, _error(404, f"no route {method} {path}")
         parse, render = _DIALECTS[path]
