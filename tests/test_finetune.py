@@ -455,41 +455,6 @@ def _fake_run(root: Path, pirate: lora.TrainResult) -> Path:
     return root / "loop"
 
 
-def test_policy_adapter_paths_resolve_or_say_what_to_do(pirate: lora.TrainResult, tmp_path: Path) -> None:
-    from agent.promoted import resolve_policy_adapter
-
-    run = _fake_run(tmp_path, pirate)
-    found = resolve_policy_adapter(run)
-    job = run / "cycle_2" / "adapter"
-    assert (found.name, found.gguf, found.peft, found.cycle) == (
-        "cycle_2",
-        job / "adapter.gguf",
-        job / "adapter",
-        2,
-    )
-    assert found.base == str(ensure_bundled_model())
-    assert resolve_policy_adapter(job).name == "cycle_2" and resolve_policy_adapter(job).gguf == found.gguf
-    assert resolve_policy_adapter(job / "adapter.gguf").peft == job / "adapter"
-    assert resolve_policy_adapter(pirate.adapter_dir).gguf is None
-    with pytest.raises(ConfigError, match="does not exist"):
-        resolve_policy_adapter(tmp_path / "nowhere")
-    with pytest.raises(ConfigError, match="neither a run directory"):
-        resolve_policy_adapter(tmp_path)
-    (run / "lineage.json").write_text(json.dumps({"eval": {}}))
-    with pytest.raises(ConfigError, match="not promoted a fine-tuned policy"):
-        resolve_policy_adapter(run)
-
-
-@pytest.mark.anyio
-async def test_an_adapter_without_gguf_is_refused_by_the_embedded_server(pirate: lora.TrainResult) -> None:
-    from agent.runtime import open_policy
-    from agent.settings import load_settings
-
-    with pytest.raises(ConfigError, match="no GGUF LoRA"):
-        async with open_policy(load_settings(policy_adapter=str(pirate.adapter_dir))):
-            pass
-
-
 @pytest.mark.server
 @pytest.mark.anyio
 async def test_policy_from_a_run_serves_its_promoted_adapter(
