@@ -184,12 +184,14 @@ class _Search:
                 if not applied:
                     self.tree.release(ticket, completed=False)
                 if self.shared is not None and applied:
-                    self.shared.simulations += 1
+                    self.shared.simulations += ticket.slots
                 self._changed.set()
                 self._changed = anyio.Event()
         self.stopped = reason
 
     async def _expand(self, ticket: Ticket) -> bool:
+        if ticket.slots > 1:
+            return await self._expand_siblings(ticket)
         tree, config = self.tree, self.config
         node = tree.nodes[ticket.node]
         steps = tree.steps(node.id)
@@ -230,23 +232,89 @@ class _Search:
         )
         return True
 
+    async def _expand_siblings(self, ticket: Ticket) -> bool:
+        """Fill every slot of ``ticket`` from one request with ``n`` completions: the new options
+        become children (scored concurrently), near-duplicates are merged into their sibling."""
+        tree, config = self.tree, self.config
+        node = tree.nodes[ticket.node]
+        steps = tree.steps(node.id)
+        to_the_end = node.depth + 1 >= config.max_depth
+        result = await self.setup.policy.complete(
+            self.base_prompt + self.rule.join(steps),
+            self._sampling(greedy=False, to_the_end=to_the_end, used=0),
+            n=ticket.slots,
+        )
+        self._spend(result.usage)
+        share = result.usage.completion_tokens // max(1, len(result.completions))
+        siblings = [tree.nodes[i].option for i in node.children]
+        new: list[tuple[str, Completion, bool]] = []  # (option, completion, terminal)
+        merges: list[tuple[str, int]] = []  # (option, index into siblings: existing, then new)
+        for completion in result.completions:
+            option = self.rule.clean(completion.text)
+            duplicate = await self._duplicate_of(option, siblings)
+            if duplicate is not None:
+                merges.append((option, duplicate))
+                continue
+            ended = completion.finish_reason == "stop" and completion.stop_matched is None
+            terminal = to_the_end or ended or has_final_answer(option)
+            if option or terminal:
+                new.append((option, completion, terminal))
+                siblings.append(option)
+        scored: list[tuple[dict[str, float], int]] = [({}, 0)] * len(new)
+
+        async def evaluate(i: int, option: str, terminal: bool) -> None:
+            scored[i] = await self._evaluate([*steps, option], terminal=terminal, depth=node.depth + 1)
+
+        async with anyio.create_task_group() as tg:
+            for i, (option, _, terminal) in enumerate(new):
+                tg.start_soon(evaluate, i, option, terminal)
+        # Apply everything at once (no awaits from here on), then release the ticket's slots.
+        children = list(node.children)
+        for (option, completion, terminal), (scores, rollout_tokens) in zip(new, scored, strict=True):
+            answer = self.setup.task.extract_answer(self.rule.join([*steps, option])) if terminal else None
+            child = tree.expand(
+                ticket,
+                option=option,
+                value=self._mix(scores),
+                terminal=terminal,
+                answer=normalize_number(answer) if answer is not None else None,
+                scores=scores,
+                prior=_prior(completion),
+                tokens=share + rollout_tokens,
+                release=False,
+            )
+            children.append(child.id)
+        for option, index in merges:
+            target = tree.nodes[children[index]]
+            tree.merge(
+                ticket, into=target.id, option=option, value=target.value or 0.0, tokens=share, release=False
+            )
+        tree.release(ticket)
+        return True
+
+    def _sampling(self, *, greedy: bool, to_the_end: bool, used: int) -> Sampling:
+        """Sampling for an option (or, at max depth, the rest of the solution) with ``used`` tokens
+        of it already generated."""
+        config = self.config
+        stop = self.setup.fmt.stop if to_the_end else (*self.setup.fmt.stop, *self.rule.stop)
+        budget = config.final_max_tokens if to_the_end else config.option_max_tokens
+        return Sampling(
+            max_tokens=max(1, budget - used),
+            temperature=0.0 if greedy else config.temperature,
+            top_p=1.0 if greedy else config.top_p,
+            stop=stop,
+            logprobs=1 if config.selection == "puct" else None,
+            seed=config.seed,
+        )
+
     async def _generate(
         self, steps: Sequence[str], *, greedy: bool, to_the_end: bool
     ) -> tuple[Completion, int]:
         """One option, or at max depth the rest of the solution (a paragraph may take several calls)."""
-        config = self.config
-        stop = self.setup.fmt.stop if to_the_end else (*self.setup.fmt.stop, *self.rule.stop)
-        budget = config.final_max_tokens if to_the_end else config.option_max_tokens
+        budget = self.config.final_max_tokens if to_the_end else self.config.option_max_tokens
         text, used = "", 0
         while True:
-            sampling = Sampling(
-                max_tokens=max(1, budget - used),
-                temperature=0.0 if greedy else config.temperature,
-                top_p=1.0 if greedy else config.top_p,
-                stop=stop,
-                logprobs=1 if config.selection == "puct" else None,
-                seed=config.seed,
-            )
+            sampling = self._sampling(greedy=greedy, to_the_end=to_the_end, used=used)
             result = await self.setup.policy.complete(
                 self.base_prompt + self.rule.join(steps) + text, sampling
             )

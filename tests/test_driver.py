@@ -236,3 +236,60 @@ async def test_a_token_budget_is_kept_with_simulations_in_flight() -> None:
     per_option = result.policy_usage.completion_tokens / result.policy_usage.requests
     assert result.stopped == "tokens"
     assert result.policy_usage.completion_tokens <= 150 + 2 * per_option, result.policy_usage
+
+
+async def test_sibling_batching_fills_a_nodes_slots_with_one_request() -> None:
+    """With ``batch_siblings`` the sampled siblings of a node come from one request with ``n`` > 1:
+    the same number of simulations takes fewer requests and prompt evaluations, and the tree stays
+    consistent."""
+    sizes: list[int] = []
+
+    class Counting(FunctionBackend):
+        async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1):  # type: ignore[no-untyped-def]
+            sizes.append(n)
+            return await super().complete(prompt, sampling, n=n)
+
+    runs = {}
+    for batch in (False, True):
+        sizes.clear()
+        backend = Counting(arithmetic_policy)
+        config = SearchConfig(
+            simulations=18,
+            max_simulations=18,
+            workers=2,
+            c_min_root=3,
+            c_min=3,
+            max_depth=3,
+            batch_siblings=batch,
+        )
+        result = await run_search(
+            PROBLEM, setup=setup_with(backend, similarity=EditDistanceSimilarity(0.05)), config=config
+        )
+        tree = result.tree
+        assert tree.simulations >= 18 and tree.in_flight == 0
+        assert all(n.virtual_loss == 0 and n.pending == 0 for n in tree.nodes)
+        assert all(len(n.children) + n.duplicates <= n.width for n in tree.nodes)
+        runs[batch] = (backend.calls, max(sizes), result.policy_usage.prompt_tokens)
+    assert runs[False][1] == 1 and runs[True][1] > 1
+    assert runs[True][0] < runs[False][0], runs
+
+
+async def test_duplicates_within_a_batch_merge_into_their_new_sibling() -> None:
+    def same_every_time(prompt: str, sampling: Sampling, index: int) -> str:
+        if sampling.temperature == 0:
+            return "Step: count the apples first\n"
+        return "Step: add the apples together\n" if steps_of(prompt) == 0 else "The answer is 5.\n"
+
+    config = SearchConfig(
+        simulations=3, max_simulations=3, workers=1, c_min_root=4, c_max_root=4, batch_siblings=True
+    )
+    backend = FunctionBackend(same_every_time)
+    result = await run_search(
+        PROBLEM, setup=setup_with(backend, similarity=EditDistanceSimilarity(0.1)), config=config
+    )
+    root = result.tree.root
+    options = [result.tree.nodes[i].option for i in root.children]
+    assert options == ["Step: count the apples first", "Step: add the apples together"]
+    assert len(result.tree.nodes[root.children[1]].merged) == 2 and root.duplicates == 2
+    root_requests = [p for p in backend.prompts if steps_of(p) == 0]
+    assert len(root_requests) == 2  # the greedy first child, then one request for the other three slots

@@ -65,8 +65,9 @@ actions = st.lists(
 )
 
 
-def _config(selection: str) -> SearchConfig:
+def _config(selection: str, batch: bool = False) -> SearchConfig:
     return SearchConfig(
+        batch_siblings=batch,
         selection=selection,  # type: ignore[arg-type]
         c_min_root=2,
         c_max_root=5,
@@ -79,8 +80,8 @@ def _config(selection: str) -> SearchConfig:
     )
 
 
-def _run(schedule: list[tuple[str, int, float]], selection: str) -> Tree:
-    tree = Tree("q", _config(selection))
+def _run(schedule: list[tuple[str, int, float]], selection: str, batch: bool = False) -> Tree:
+    tree = Tree("q", _config(selection, batch))
     in_flight: list[Ticket] = []
     for action, pick, value in schedule:
         if action == "select" or not in_flight:
@@ -98,22 +99,26 @@ def _run(schedule: list[tuple[str, int, float]], selection: str) -> Tree:
             target = siblings[pick % len(siblings)]  # a merge counts the sibling's own value again
             tree.merge(ticket, into=target, option="dup", value=tree.nodes[target].value or 0.0)
         else:
-            tree.expand(
-                ticket,
-                option=f"step {len(tree.nodes)}",
-                value=value,
-                terminal=action == "terminal",
-                answer="1",
-            )
+            for slot in range(ticket.slots):  # a batch ticket fills all its slots, then releases once
+                tree.expand(
+                    ticket,
+                    option=f"step {len(tree.nodes)}",
+                    value=value,
+                    terminal=action == "terminal",
+                    answer="1",
+                    release=slot == ticket.slots - 1,
+                )
     for ticket in in_flight:  # the search ends: every simulation finishes or is abandoned
         tree.release(ticket, completed=False)
     return tree
 
 
 @settings(max_examples=150, deadline=None)
-@given(actions, st.sampled_from(["uct", "puct"]))
-def test_invariants_hold_for_any_schedule(schedule: list[tuple[str, int, float]], selection: str) -> None:
-    tree = _run(schedule, selection)
+@given(actions, st.sampled_from(["uct", "puct"]), st.booleans())
+def test_invariants_hold_for_any_schedule(
+    schedule: list[tuple[str, int, float]], selection: str, batch: bool
+) -> None:
+    tree = _run(schedule, selection, batch)
     config = tree.config
     assert tree.in_flight == 0
     assert tree.terminal_count == len(tree.terminals())
@@ -124,7 +129,7 @@ def test_invariants_hold_for_any_schedule(schedule: list[tuple[str, int, float]]
         # widths stay in [c_min, c_max] unless the children already exceed them (never shrink below)
         assert node.width >= config.c_min_at(node.depth)
         assert node.width <= max(config.c_max_at(node.depth), len(node.children))
-        assert len(node.children) <= node.width
+        assert len(node.children) + node.duplicates <= node.width  # a merged duplicate used a slot
         # a node's visits: its own expansion, merges into it, terminal revisits, and its children's
         if node.children:
             child_visits = sum(tree.nodes[i].visits for i in node.children)
@@ -139,9 +144,9 @@ def test_invariants_hold_for_any_schedule(schedule: list[tuple[str, int, float]]
 
 
 @settings(max_examples=60, deadline=None)
-@given(actions)
-def test_backup_sums_are_exact(schedule: list[tuple[str, int, float]]) -> None:
-    tree = _run(schedule, "uct")
+@given(actions, st.booleans())
+def test_backup_sums_are_exact(schedule: list[tuple[str, int, float]], batch: bool) -> None:
+    tree = _run(schedule, "uct", batch)
     for node in tree.nodes:
         if node.terminal:
             continue
@@ -322,3 +327,29 @@ def test_a_merged_duplicate_uses_up_the_slot_it_was_sampled_for() -> None:
     third = tree.select()  # the root's two slots are used (one child, one duplicate)
     assert third is not None and third.kind == "revisit"
     tree.revisit(third)
+
+
+def test_sibling_batching_reserves_every_free_slot_after_the_greedy_first_child() -> None:
+    tree = Tree("q", SearchConfig(c_min_root=3, c_max_root=3, batch_siblings=True))
+    first = tree.select()
+    assert first is not None and first.slots == 1  # the greedy first child, alone
+    tree.expand(first, option="a", value=0.5, terminal=True, answer="1")
+    batch = tree.select()
+    assert batch is not None and batch.kind == "expand" and batch.node == 0 and batch.slots == 2
+    assert tree.in_flight == 2 and tree.root.pending == 2
+    other = tree.select()  # the root's slots are all taken: the other simulation revisits "a"
+    assert other is not None and other.kind == "revisit" and tree.in_flight == 3
+    tree.revisit(other)
+    tree.expand(batch, option="b", value=0.5, terminal=True, answer="2", release=False)
+    tree.merge(batch, into=1, option="a.", value=0.5, release=False)
+    tree.release(batch)
+    assert tree.root.pending == 0 and tree.root.duplicates == 1 and len(tree.root.children) == 2
+    assert tree.simulations == 4 and all(n.virtual_loss == 0 for n in tree.nodes)
+
+
+def test_paragraph_options_are_not_batched() -> None:
+    tree = Tree(
+        "q", SearchConfig(c_min_root=3, batch_siblings=True, option="paragraph", first_child_greedy=False)
+    )
+    ticket = tree.select()
+    assert ticket is not None and ticket.slots == 1

@@ -54,6 +54,10 @@ class SearchConfig:
     # terminal only when the whole path is at c_max. Without it a narrow tree stops growing once
     # every node is full, and the rest of the budget only re-counts the terminals it has.
     widen: bool = True
+    # Sibling batching: an expansion reserves every free child slot of its node and generates the
+    # options in one request with n completions (one prompt evaluation); near-duplicates within a
+    # batch are merged at once (no re-sampling). The greedy first child is always generated alone.
+    batch_siblings: bool = False
     # --- fast rollout ---
     rollouts: int = 0  # completions per new non-terminal node; 0 turns fast rollout off
     rollout_min_depth: int = 0

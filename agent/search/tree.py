@@ -54,6 +54,7 @@ class Ticket:
     kind: Literal["expand", "revisit"]
     node: int  # the node to expand (add a child to), or the terminal node to revisit
     path: tuple[int, ...]  # root .. node
+    slots: int = 1  # child slots reserved (more than one: sibling options generated together)
 
 
 class Tree:
@@ -64,7 +65,7 @@ class Tree:
         root.width = config.c_min_at(0)
         self.nodes: list[Node] = [root]
         self.simulations = 0  # completed simulations
-        self.in_flight = 0  # tickets handed out and not yet released
+        self.in_flight = 0  # simulations handed out and not yet released (a batch ticket's slots each)
         self.terminal_count = 0
 
     # --- reading -------------------------------------------------------------------------------
@@ -109,8 +110,9 @@ class Tree:
                     ticket = Ticket("expand", path[at], tuple(path[: at + 1]))
                 break
             if self._has_room(node):
-                node.pending += 1
-                ticket = Ticket("expand", node.id, tuple(path))
+                slots = self._batch(node)
+                node.pending += slots
+                ticket = Ticket("expand", node.id, tuple(path), slots)
                 break
             child = self._best_child(node)
             if child is None:
@@ -119,12 +121,21 @@ class Tree:
             path.append(node.id)
         for i in ticket.path:
             self.nodes[i].virtual_loss += 1
-        self.in_flight += 1
+        self.in_flight += ticket.slots
         return ticket
 
     def _has_room(self, node: Node) -> bool:
         used = len(node.children) + node.duplicates + node.pending
         return used < node.width and node.depth < self.config.max_depth
+
+    def _batch(self, node: Node) -> int:
+        """Child slots one expansion of ``node`` reserves: all free ones with sibling batching, except
+        for a greedy first child, which is generated alone."""
+        if not self.config.batch_siblings or self.config.option != "line":
+            return 1  # (a paragraph option may need several calls to finish: generated one by one)
+        if self.config.first_child_greedy and not node.children and not node.pending and not node.duplicates:
+            return 1
+        return node.width - len(node.children) - node.duplicates - node.pending
 
     def _widen(self, path: list[int]) -> int | None:
         """Give the deepest non-terminal node on ``path`` below its c_max one more child slot.
@@ -184,8 +195,13 @@ class Tree:
         scores: dict[str, float] | None = None,
         prior: float | None = None,
         tokens: int = 0,
+        release: bool = True,
     ) -> Node:
-        """Add the generated option as a new child of ``ticket.node``, back its value up, release."""
+        """Add the generated option as a new child of ``ticket.node``, back its value up, release.
+
+        ``release=False`` for all but the last of several options of one ticket (sibling batching):
+        the caller releases the ticket once, after adding them all.
+        """
         parent = self.nodes[ticket.node]
         depth = parent.depth + 1
         child = Node(
@@ -206,10 +222,13 @@ class Tree:
         self.terminal_count += child.terminal
         self._backup([*ticket.path, child.id], value)
         self._update_width(parent)
-        self.release(ticket)
+        if release:
+            self.release(ticket)
         return child
 
-    def merge(self, ticket: Ticket, *, into: int, option: str, value: float, tokens: int = 0) -> Node:
+    def merge(
+        self, ticket: Ticket, *, into: int, option: str, value: float, tokens: int = 0, release: bool = True
+    ) -> Node:
         """Count a near-duplicate option as a visit of its existing sibling ``into`` instead of a node."""
         target = self.nodes[into]
         if target.parent != ticket.node:
@@ -218,7 +237,8 @@ class Tree:
         target.tokens += tokens
         self.nodes[ticket.node].duplicates += 1
         self._backup([*ticket.path, into], value)
-        self.release(ticket)
+        if release:
+            self.release(ticket)
         return target
 
     def revisit(self, ticket: Ticket) -> None:
@@ -228,7 +248,7 @@ class Tree:
         self.release(ticket)
 
     def release(self, ticket: Ticket, *, completed: bool = True) -> None:
-        """Remove the ticket's virtual loss and expansion reservation.
+        """Remove the ticket's virtual loss and expansion reservation (all its slots).
 
         ``completed=False`` abandons a simulation (its request failed): nothing is backed up.
         Calling it twice for one ticket is a bug and raises.
@@ -239,10 +259,10 @@ class Tree:
                 raise ValueError(f"ticket for node {ticket.node} released twice")
             node.virtual_loss -= 1
         if ticket.kind == "expand":
-            self.nodes[ticket.node].pending -= 1
-        self.in_flight -= 1
+            self.nodes[ticket.node].pending -= ticket.slots
+        self.in_flight -= ticket.slots
         if completed:
-            self.simulations += 1
+            self.simulations += ticket.slots  # each option of a batch counts as a simulation
 
     def _backup(self, path: list[int], value: float) -> None:
         for i in path:
