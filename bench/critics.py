@@ -214,7 +214,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["table"] = table
         tokens = json.loads(tokens_file.read_text())
         results["downstream"] = await downstream(sets, paths, tokens, args.samples)
-    points = results["downstream"]["points"] + extra_points(args.points)
+    points = results["downstream"]["points"] + extra_points(
+        args.points, ids=set(results["downstream"]["ids"])
+    )
     title = f"{args.task}: {results['paths']['problems']} held-out problems"
     plot_curve(points, args.out / "compute_curve.png", title)
     results["curve"] = points
@@ -280,15 +282,23 @@ async def downstream(
                     "completion_tokens": round(k * per_sample, 1),
                 }
             )
-    return {"problems": n, "samples": samples, "points": points}
+    return {"problems": n, "samples": samples, "points": points, "ids": sorted(by_problem)}
 
 
-def extra_points(dirs: list[Path]) -> list[dict[str, Any]]:
-    """Points from ``agent.evaluate`` output directories (greedy, ηMCTS, ...), by their summaries."""
+def extra_points(dirs: list[Path], *, ids: set[str] | None = None) -> list[dict[str, Any]]:
+    """Points from ``agent.evaluate`` output directories (greedy, ηMCTS, ...), counted over the
+    problems in ``ids`` (the curve's own) that each run solved, so that every point of the plot is
+    on the same problems; the label gives how many."""
     points = []
     for d in dirs:
         summary = json.loads((d / "summary.json").read_text())
-        n, right = summary["problems"], summary["correct"]
+        records = [
+            json.loads(line) for line in (d / "results.jsonl").read_text().splitlines() if line.strip()
+        ]
+        records = [r for r in records if ids is None or r["id"] in ids]
+        n, right = len(records), sum(bool(r.get("correct")) for r in records)
+        if not n:
+            continue
         lo, hi = wilson_interval(right, n)
         solver = summary.get("settings", {}).get("solver") or {}
         sims = (solver.get("search") or {}).get("simulations") if solver.get("method") == "mcts" else None
@@ -300,8 +310,8 @@ def extra_points(dirs: list[Path]) -> list[dict[str, Any]]:
                 "problems": n,
                 "accuracy": right / n,
                 "interval": [lo, hi],
-                "coverage": summary.get("coverage"),
-                "completion_tokens": summary["tokens_per_problem"]["completion"],
+                "coverage": sum(bool(r.get("covered")) for r in records) / n,
+                "completion_tokens": round(sum(r["tokens"]["completion_tokens"] for r in records) / n, 1),
             }
         )
     return points

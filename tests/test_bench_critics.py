@@ -105,3 +105,28 @@ def test_policy_paths_get_exact_step_labels(bench: ModuleType) -> None:
     rows, wrong = bench.labelled(argparse.Namespace(task="arith"), problems, paths)
     assert [w.first_wrong for w in wrong] == [0]
     assert sorted(r.label for r in rows.orm) == [False, True]
+
+
+def test_evaluate_runs_join_the_curve_on_its_own_problems(bench: ModuleType, tmp_path: Path) -> None:
+    import json
+
+    run = tmp_path / "mcts-run"
+    run.mkdir()
+    (run / "summary.json").write_text(
+        json.dumps({"settings": {"solver": {"method": "mcts", "search": {"simulations": 24}}}})
+    )
+    rows = [("a", True, True, 300), ("b", False, True, 500), ("c", True, True, 100)]
+    lines = [
+        json.dumps({"id": i, "correct": c, "covered": v, "tokens": {"completion_tokens": t}})
+        for i, c, v, t in rows
+    ]
+    (run / "results.jsonl").write_text("\n".join(lines) + "\n")
+    (point,) = bench.extra_points([run], ids={"a", "b", "z"})
+    assert point["method"] == "mcts-run (n=2)" and point["k"] == 24
+    assert (point["correct"], point["problems"], point["coverage"], point["completion_tokens"]) == (
+        1,
+        2,
+        1.0,
+        400.0,
+    )
+    assert bench.extra_points([run], ids={"z"}) == []
