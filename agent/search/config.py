@@ -47,7 +47,10 @@ class SearchConfig:
     merge_threshold: float | None = (
         None  # edit: max normalized distance (default 0.2); embedding: min cosine (0.9)
     )
-    resample: int = 2  # re-sample a near-duplicate up to this many times before merging it
+    # Re-sample a near-duplicate up to this many times before merging it. 0 by measurement: with
+    # widening, a merged duplicate's slot is refilled elsewhere, and re-sampling spent ~30% of a CPU
+    # tree's requests (100 generated test problems: the same coverage for 15% fewer tokens).
+    resample: int = 0
     # --- widening on saturation ---
     # A simulation that reaches a terminal node adds a child slot to the deepest node on its path
     # still below its c_max (a sibling of the terminal first), and expands there; it revisits the
@@ -130,7 +133,14 @@ class SearchConfig:
 
 
 _PAPER = SearchConfig(
-    alpha=1.0, c_max_root=60, c_max=10, simulations=55, max_simulations=400, min_terminals=40, rollouts=4
+    alpha=1.0,
+    c_max_root=60,
+    c_max=10,
+    simulations=55,
+    max_simulations=400,
+    min_terminals=40,
+    rollouts=4,
+    resample=2,  # the reference code re-samples near-duplicates (up to 5 times); not measured here
 )
 
 PRESETS: dict[str, SearchConfig] = {
