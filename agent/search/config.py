@@ -48,8 +48,9 @@ class SearchConfig:
         None  # edit: max normalized distance (default 0.2); embedding: min cosine (0.9)
     )
     # Re-sample a near-duplicate up to this many times before merging it. 0 by measurement: with
-    # widening, a merged duplicate's slot is refilled elsewhere, and re-sampling spent ~30% of a CPU
-    # tree's requests (100 generated test problems: the same coverage for 15% fewer tokens).
+    # widening, a merged duplicate's slot is refilled elsewhere, while re-sampling spent ~30% of a
+    # CPU tree's requests (100 generated test problems: 7.3 terminals per tree for 376 completion
+    # tokens against 7.1 for 436; gold covered 21 vs 23 times, within noise).
     resample: int = 0
     # --- widening on saturation ---
     # A simulation that reaches a terminal node adds a child slot to the deepest node on its path
