@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the searches' critics (verifier: the shipped feature verifier, no model requests)",
     )
     parser.add_argument(
-        "--gamma", type=float, default=0.8, help="keep a trajectory when its ORM score is above"
+        "--gamma",
+        type=float,
+        default=0.8,
+        help="keep a trajectory when its ORM score is above (default 0.8). The verifier's scores are "
+        "calibrated probabilities: with the bundled model its best right answers score 0.2-0.4, so "
+        "use --gamma 0 with --pick correct, which lets the gold answer decide",
     )
     parser.add_argument("--no-correctness", action="store_true", help="keep without checking the gold answer")
     parser.add_argument(
