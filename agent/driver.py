@@ -212,15 +212,31 @@ class _Search:
             target = tree.nodes[node.children[duplicate]]
             tree.merge(ticket, into=target.id, option=option, value=target.value or 0.0, tokens=tokens)
             return True
-        ended = completion.finish_reason == "stop" and completion.stop_matched is None
-        terminal = to_the_end or ended or has_final_answer(option)
+        terminal = _is_terminal(completion, option, to_the_end=to_the_end)
         if not option and not terminal:
             tree.release(ticket)  # an empty step: count the simulation, add nothing
             return True
-        trajectory = [*steps, option]
-        answer = self.setup.task.extract_answer(self.rule.join(trajectory)) if terminal else None
-        scores, rollout_tokens = await self._evaluate(trajectory, terminal=terminal, depth=node.depth + 1)
-        tree.expand(
+        scores, rollout_tokens = await self._evaluate(
+            [*steps, option], terminal=terminal, depth=node.depth + 1
+        )
+        self._add_child(ticket, steps, option, completion, terminal, scores, tokens + rollout_tokens)
+        return True
+
+    def _add_child(
+        self,
+        ticket: Ticket,
+        steps: Sequence[str],
+        option: str,
+        completion: Completion,
+        terminal: bool,
+        scores: dict[str, float],
+        tokens: int,
+        *,
+        release: bool = True,
+    ) -> int:
+        """Add a scored option as a child of ``ticket.node`` (with its answer, if terminal); its id."""
+        answer = self.setup.task.extract_answer(self.rule.join([*steps, option])) if terminal else None
+        return self.tree.expand(
             ticket,
             option=option,
             value=self._mix(scores),
@@ -228,9 +244,9 @@ class _Search:
             answer=normalize_number(answer) if answer is not None else None,
             scores=scores,
             prior=_prior(completion),
-            tokens=tokens + rollout_tokens,
-        )
-        return True
+            tokens=tokens,
+            release=release,
+        ).id
 
     async def _expand_siblings(self, ticket: Ticket) -> bool:
         """Fill every slot of ``ticket`` from one request with ``n`` completions: the new options
@@ -255,8 +271,7 @@ class _Search:
             if duplicate is not None:
                 merges.append((option, duplicate))
                 continue
-            ended = completion.finish_reason == "stop" and completion.stop_matched is None
-            terminal = to_the_end or ended or has_final_answer(option)
+            terminal = _is_terminal(completion, option, to_the_end=to_the_end)
             if option or terminal:
                 new.append((option, completion, terminal))
                 siblings.append(option)
@@ -271,19 +286,10 @@ class _Search:
         # Apply everything at once (no awaits from here on), then release the ticket's slots.
         children = list(node.children)
         for (option, completion, terminal), (scores, rollout_tokens) in zip(new, scored, strict=True):
-            answer = self.setup.task.extract_answer(self.rule.join([*steps, option])) if terminal else None
-            child = tree.expand(
-                ticket,
-                option=option,
-                value=self._mix(scores),
-                terminal=terminal,
-                answer=normalize_number(answer) if answer is not None else None,
-                scores=scores,
-                prior=_prior(completion),
-                tokens=share + rollout_tokens,
-                release=False,
+            tokens = share + rollout_tokens
+            children.append(
+                self._add_child(ticket, steps, option, completion, terminal, scores, tokens, release=False)
             )
-            children.append(child.id)
         for option, index in merges:
             target = tree.nodes[children[index]]
             tree.merge(
@@ -450,6 +456,12 @@ class _Search:
         text = self.rule.join(steps).strip()
         answer = self.setup.task.extract_answer(text)
         return text, normalize_number(answer) if answer is not None else None
+
+
+def _is_terminal(completion: Completion, option: str, *, to_the_end: bool) -> bool:
+    """An option ends the solution: written to the end, stopped by end of sequence, or stating an answer."""
+    ended = completion.finish_reason == "stop" and completion.stop_matched is None
+    return to_the_end or ended or has_final_answer(option)
 
 
 def _split(text: str, separator: str) -> list[str]:
