@@ -49,7 +49,7 @@ from typing import Any
 
 import httpx
 
-from agent.fakes.server import HttpRequest, read_request, write_response
+from agent.fakes.server import HttpRequest, close_connections, read_request, write_response
 
 __all__ = ["FAULTS", "OUTAGES", "FaultPlan", "FaultProxy", "ProxyStats", "replay"]
 
@@ -218,9 +218,7 @@ class FaultProxy:
             await self._stopping.wait()
         finally:
             self._server.close()
-            for task in self._open:
-                task.cancel()
-            await asyncio.gather(*self._open, return_exceptions=True)
+            await close_connections(self._open)
             await self._client.aclose()
             if self._log:
                 self._log.close()

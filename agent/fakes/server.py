@@ -173,9 +173,7 @@ class FakeServer:
         await self._stopping.wait()
         server.close()
         self._final = await self._snapshot()
-        for task in self._open:  # the connections kept alive, and requests in flight
-            task.cancel()
-        await asyncio.gather(*self._open, return_exceptions=True)
+        await close_connections(self._open)
 
     async def _snapshot(self) -> FakeServerStats:
         return FakeServerStats(**self._tally | {"cpu_seconds": time.thread_time() - self._cpu_start})
@@ -331,6 +329,26 @@ def _integer(data: dict[str, Any], key: str, *, default: int, minimum: int) -> i
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
         raise _BadRequest(f"'{key}' must be an integer >= {minimum}, got {value!r}")
     return default if value is None else value
+
+
+async def close_connections(open_tasks: set[asyncio.Task[Any]], *, rounds: int = 200) -> None:
+    """Cancel every connection task of a closed ``asyncio.Server`` and wait for them to end.
+
+    A connection accepted just before ``Server.close()`` may still have an accept step or an unstarted
+    handler task queued; cancelled before its first step, a handler never reaches the ``finally`` that
+    closes its socket, which then leaks (a ``ResourceWarning`` when collected). So the loop first runs
+    until every other task is a started handler (one that registered itself in ``open_tasks``) or
+    ``rounds`` iterations have passed, and only then cancels.
+    """
+    current = asyncio.current_task()
+    for _ in range(rounds):
+        if asyncio.all_tasks() - {current} <= open_tasks:
+            break
+        await asyncio.sleep(0)
+    tasks = set(open_tasks)  # the connections kept alive, and requests in flight
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class HttpRequest(NamedTuple):
