@@ -12,6 +12,7 @@ training: ``arithmetic`` (re-computes every ``a op b = c`` claim; tool-checked P
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.clients import Endpoint, Sampling, Usage
+from agent.clients.routing import current_routing_key, routed
 from agent.critics.arithmetic import ArithmeticCritic, CheckedCritic
 from agent.critics.base import Critic
 from agent.critics.generative import GenerativeCritic
@@ -182,41 +184,53 @@ async def solve_problem(
     For mcts: ``shared`` is one budget across many concurrent trees, ``rollout`` a cheaper endpoint
     for fast rollouts (default: the policy endpoint), ``on_tree`` an observer given the live tree
     (``agent.driver.run_search``).
+
+    Every request made for the problem carries its id as the routing key (``agent.clients.routing``),
+    so a router with sticky routing keeps the problem's prefixes on one worker; a key the caller set
+    is kept.
     """
     check_question(problem.question, what=f"the question of problem {problem.id!r}")
-    try:
-        critics: dict[str, Critic] = {}
-        if config.method in ("mcts", "rerank"):
-            adapters, temperatures = critic_adapters, critic_temperatures
-            critics = build_critics(
-                config.critics,
-                policy=policy,
-                fmt=fmt,
-                adapters=adapters,
-                temperatures=temperatures,
-                verifier=verifier,
-            )
-        if config.method == "mcts":
-            return await _solve_mcts(
-                problem,
-                policy=policy,
-                task=task,
-                fmt=fmt,
-                config=config,
-                shared=shared,
-                rollout=rollout,
-                critics=critics,
-                on_tree=on_tree,
-            )
-        solution = await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
-        if config.method == "rerank":
-            return await _rerank(problem, solution, orm=critics.get("orm"), task=task, config=config)
-        return solution
-    except PromptTooLong as exc:
-        raise InputError(
-            f"problem {problem.id!r} does not fit the model's context window ({exc}); "
-            "shorten the question or serve the model with a larger context"
-        ) from exc
+    with _routing_scope(problem.id):
+        try:
+            critics: dict[str, Critic] = {}
+            if config.method in ("mcts", "rerank"):
+                adapters, temperatures = critic_adapters, critic_temperatures
+                critics = build_critics(
+                    config.critics,
+                    policy=policy,
+                    fmt=fmt,
+                    adapters=adapters,
+                    temperatures=temperatures,
+                    verifier=verifier,
+                )
+            if config.method == "mcts":
+                return await _solve_mcts(
+                    problem,
+                    policy=policy,
+                    task=task,
+                    fmt=fmt,
+                    config=config,
+                    shared=shared,
+                    rollout=rollout,
+                    critics=critics,
+                    on_tree=on_tree,
+                )
+            solution = await _sample_and_vote(problem, policy=policy, task=task, fmt=fmt, config=config)
+            if config.method == "rerank":
+                return await _rerank(problem, solution, orm=critics.get("orm"), task=task, config=config)
+            return solution
+        except PromptTooLong as exc:
+            raise InputError(
+                f"problem {problem.id!r} does not fit the model's context window ({exc}); "
+                "shorten the question or serve the model with a larger context"
+            ) from exc
+
+
+def _routing_scope(problem_id: str) -> contextlib.AbstractContextManager[None]:
+    if current_routing_key() is not None:
+        return contextlib.nullcontext()
+    key = "".join(c if 32 <= ord(c) < 127 else "_" for c in problem_id)  # a header value: printable ASCII
+    return routed(key or "problem")
 
 
 async def _sample_and_vote(

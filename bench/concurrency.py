@@ -27,18 +27,13 @@ list[Usage]``; the default sends single requests whose prompts walk down a path,
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
-import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -46,13 +41,13 @@ from agent.clients import CompletionResult, Endpoint, Sampling, Usage, make_endp
 from agent.critics.arithmetic import ArithmeticCritic
 from agent.driver import SearchSetup, run_search
 from agent.fakes import FakeServer
+from agent.fakes.process import fake_server_process
 from agent.fakes.server import FakeServerStats
 from agent.merging import EditDistanceSimilarity
 from agent.prompts import get_format
 from agent.search.config import SearchConfig
 from agent.settings import EndpointSettings, RetrySettings
 from agent.tasks import Problem, get_task
-from servers.process import ManagedProcess
 
 __all__ = ["WORKLOADS", "Result", "Workload", "drive", "main", "measure"]
 
@@ -170,27 +165,8 @@ async def fake_server(args: argparse.Namespace) -> AsyncIterator[tuple[str, Stat
 
             yield server.url, local, True
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "agent.fakes.server", "--port", str(port)]
-    command += ["--latency", str(args.latency), "--slots", str(args.slots)]
-    log = Path(tempfile.gettempdir()) / "treeloop-bench-fake-server.log"
-    process = await anyio.to_thread.run_sync(
-        lambda: ManagedProcess.start(command, health_url=f"{url}/health", log_file=log, startup_timeout=60)
-    )
-    try:
-        async with httpx.AsyncClient(timeout=30) as client:
-
-            async def remote() -> FakeServerStats:
-                reply = await client.get(f"{url}/stats")
-                reply.raise_for_status()
-                return FakeServerStats(**reply.json())
-
-            yield url, remote, False
-    finally:
-        await anyio.to_thread.run_sync(process.stop)
+    async with fake_server_process(args.latency, args.slots) as server:
+        yield server.url, server.stats, False
 
 
 async def measure(args: argparse.Namespace, *, backend: str, limiter: int) -> Result:

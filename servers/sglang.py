@@ -208,13 +208,16 @@ class SGLangRouterSpec:
 
     ``cache_aware`` (the router's default) sends a request to the worker whose cache best matches
     its prefix; ``manual`` pins requests by the ``x-smg-routing-key`` header (one key per search
-    tree keeps that tree's prefixes on one worker).
+    tree keeps that tree's prefixes on one worker; treeloop's clients send it, see
+    ``agent.clients.routing``). The router also serves Prometheus metrics, on port 29000 unless
+    ``prometheus_port`` says otherwise: two routers on one machine need different ones.
     """
 
     worker_urls: tuple[str, ...]
     policy: RouterPolicy = "cache_aware"
     host: str = "127.0.0.1"
     port: int = 30000
+    prometheus_port: int | None = None
     extra_args: tuple[str, ...] = ()
 
     health_path = "/health"
@@ -223,6 +226,10 @@ class SGLangRouterSpec:
         _set(self, "worker_urls", _str_tuple("worker_urls", self.worker_urls))
         _set(self, "extra_args", _str_tuple("extra_args", self.extra_args))
         _check_address(self.host, self.port)
+        if self.prometheus_port is not None:
+            _check_address(self.host, self.prometheus_port)
+            if self.prometheus_port == self.port:
+                raise ConfigError(f"prometheus_port must differ from the router's port {self.port}")
         if self.policy not in _ROUTER_POLICIES:
             raise ConfigError(f"policy must be one of {sorted(_ROUTER_POLICIES)}, got {self.policy!r}")
         if not self.worker_urls:
@@ -259,6 +266,11 @@ class SGLangRouterSpec:
             self.host,
             "--port",
             str(self.port),
+            *(
+                ["--prometheus-host", self.host, "--prometheus-port", str(self.prometheus_port)]
+                if self.prometheus_port is not None
+                else []
+            ),
             *self.extra_args,
         ]
 

@@ -8,9 +8,11 @@ OpenAI-compatible from llama.cpp, vLLM/legacy). The retry, limiter and timeout l
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 
@@ -24,6 +26,7 @@ from agent.clients import (
     TokenLogprob,
     make_endpoint,
 )
+from agent.clients.routing import ROUTING_HEADER, routed
 from agent.clients.wire import normalize_logprobs
 from agent.errors import (
     ConfigError,
@@ -34,7 +37,7 @@ from agent.errors import (
     PromptTooLong,
     TransientEndpointError,
 )
-from agent.settings import EndpointSettings
+from agent.settings import EndpointSettings, RetrySettings
 
 pytestmark = pytest.mark.anyio
 
@@ -333,18 +336,69 @@ async def test_sglang_native_contract() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         seen.append(body)
-        return httpx.Response(200, json=[item(i) for i in range(len(body["text"]))])
+        n = body["sampling_params"].get("n", 1)  # SGLang: a list for n > 1, one object otherwise
+        return httpx.Response(200, json=[item(i) for i in range(n)] if n > 1 else item(0))
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     async with Endpoint(SGLangBackend(URL, adapter="value", client=client), retry=FAST_RETRY) as ep:
         result = await ep.complete("p", Sampling(max_tokens=8, logprobs=2, stop=("\n",)), n=3)
+        single = await ep.complete("p", Sampling(max_tokens=8, seed=5))
     body = seen[0]
-    assert body["text"] == ["p"] * 3 and body["lora_path"] == ["value"] * 3
-    assert body["sampling_params"] == {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "stop": ["\n"]}
+    # One prompt as a string and n in sampling_params: the only shape sglang-router also accepts.
+    assert body["text"] == "p" and body["lora_path"] == "value"
+    assert body["sampling_params"] == {
+        "max_new_tokens": 8,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "stop": ["\n"],
+        "n": 3,
+    }
     assert body["return_logprob"] is True and body["top_logprobs_num"] == 2
     assert result.completions[0].logprobs == EXPECTED_TOKENS
     assert result.completions[0].stop_matched == "\n"
     assert (result.usage.prompt_tokens, result.usage.cached_tokens) == (60, 38)
+    assert seen[1]["sampling_params"] == {
+        "max_new_tokens": 8,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "sampling_seed": 5,
+    }
+    assert len(single.completions) == 1 and single.usage.completion_tokens == 2
+
+
+@pytest.mark.parametrize("backend", ["openai", "sglang", "llamacpp"])
+async def test_requests_inside_routed_carry_the_routing_key(backend: str) -> None:
+    """Inside ``routed(key)`` every request (child tasks too) sends ``x-smg-routing-key``; outside, none."""
+    keys: list[str | None] = []
+    replies = {
+        "openai": {"choices": [{"text": "x", "finish_reason": "stop"}], "usage": {"prompt_tokens": 1}},
+        "sglang": {
+            "text": "x",
+            "meta_info": {"finish_reason": None, "prompt_tokens": 1, "completion_tokens": 1},
+        },
+        "llamacpp": {"content": "x", "stop_type": "eos", "timings": {}},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers.get(ROUTING_HEADER))
+        return httpx.Response(200, json=replies[backend])
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    settings = EndpointSettings(url=URL, backend=backend)  # type: ignore[arg-type]
+    async with make_endpoint(settings, client=client) as ep:
+        await ep.complete("p", Sampling())
+        with routed("tree-7"):
+            async with anyio.create_task_group() as tg:
+                for _ in range(2):
+                    tg.start_soon(ep.complete, "p", Sampling())
+            with routed("inner"):
+                await ep.complete("p", Sampling())
+            await ep.complete("p", Sampling())
+        await ep.complete("p", Sampling())
+    assert keys == [None, "tree-7", "tree-7", "inner", "tree-7", None]
+    with pytest.raises(ValueError, match="single-line"):
+        with routed("a\r\nb"):
+            pass
 
 
 async def test_sglang_abort_is_transient() -> None:
@@ -391,3 +445,31 @@ async def test_with_adapter_routes_requests_to_a_lora_and_shares_the_limiter() -
         base.with_adapter("value")
     assert SGLangBackend(URL).with_adapter("value").adapter == "value"
     assert OpenAIBackend(URL, model="base").with_adapter("base:orm").model == "base:orm"
+
+
+@pytest.mark.parametrize("backend", ["openai", "sglang", "llamacpp"])
+async def test_the_real_transport_maps_refused_and_dropped_connections(backend: str) -> None:
+    """Over real sockets (aiohttp's pool under httpx): nothing listening is ``EndpointUnreachable``
+    and a connection dropped before the answer is a transient error, never a timeout."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    refused = EndpointSettings(url=f"http://127.0.0.1:{closed_port}", backend=backend)  # type: ignore[arg-type]
+    async with make_endpoint(refused, retry=RetrySettings(attempts=1)) as ep:
+        with pytest.raises(EndpointUnreachable):
+            await ep.complete("p", Sampling())
+
+    async def hang_up(stream: anyio.abc.SocketStream) -> None:
+        await stream.receive()  # the request's first bytes, then close without a word
+        await stream.aclose()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    dropped = EndpointSettings(url=f"http://127.0.0.1:{port}", backend=backend)  # type: ignore[arg-type]
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, hang_up)
+        async with make_endpoint(dropped, retry=RetrySettings(attempts=1)) as ep:
+            with pytest.raises(TransientEndpointError) as caught:
+                await ep.complete("p", Sampling())
+        tg.cancel_scope.cancel()
+    assert not isinstance(caught.value, EndpointTimeout)

@@ -1,8 +1,9 @@
 """The fake completions server, spoken to through the project's real clients over real sockets.
 
-These are contracts: what ``OpenAIBackend`` and ``LlamaCppBackend`` read from the fake must parse,
-``n`` must work in both dialects, cached tokens must grow on a shared prefix, ``slots`` must cap
-concurrency (the rest queue), connections must be kept alive, and bad requests must get 4xx.
+These are contracts: what ``OpenAIBackend``, ``LlamaCppBackend`` and ``SGLangBackend`` read from the
+fake must parse, ``n`` must work in every dialect, cached tokens must grow on a shared prefix,
+``slots`` must cap concurrency (the rest queue), connections must be kept alive, and bad requests
+must get 4xx.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 import agent.fakes as fakes
-from agent.clients import Endpoint, LlamaCppBackend, OpenAIBackend, RetryPolicy, Sampling
+from agent.clients import Endpoint, LlamaCppBackend, OpenAIBackend, RetryPolicy, Sampling, SGLangBackend
 from agent.errors import EndpointRejected, TransientEndpointError
 from agent.fakes import FakeServer, default_text
 
@@ -36,6 +37,10 @@ def openai(server: FakeServer, *, max_concurrency: int = 8) -> Endpoint:
 def llamacpp(server: FakeServer, *, max_n: int = 8, max_concurrency: int = 8) -> Endpoint:
     backend = LlamaCppBackend(server.url, max_n=max_n)
     return Endpoint(backend, max_concurrency=max_concurrency, retry=NO_RETRY)
+
+
+def sglang(server: FakeServer, *, max_concurrency: int = 8) -> Endpoint:
+    return Endpoint(SGLangBackend(server.url), max_concurrency=max_concurrency, retry=NO_RETRY)
 
 
 def test_exports() -> None:
@@ -119,7 +124,53 @@ async def test_text_fn_stop_strings_and_max_tokens() -> None:
     assert native_cut.completions[0].finish_reason == "length"
 
 
-@pytest.mark.parametrize("make", [openai, llamacpp], ids=["openai", "llamacpp"])
+async def test_sglang_dialect_parses_with_n() -> None:
+    prompt = PREFIX + "Q: 4 + 4?\n"
+    async with FakeServer(0.0, 4) as server, sglang(server) as ep:
+        await ep.health()
+        many = await ep.complete(prompt, LINE, n=3)
+        cut = await ep.complete(prompt, Sampling(max_tokens=2))
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            batch = (await client.post("/generate", json={"text": ["p", "p"]})).json()
+            mixed = await client.post("/generate", json={"text": ["p", "q"]})
+            both = await client.post("/generate", json={"text": ["p", "p"], "sampling_params": {"n": 2}})
+            info = [(await client.get(path)).json()["model_path"] for path in ("/server_info", "/model_info")]
+    assert [c.text for c in many.completions] == [default_text(prompt, i).rstrip("\n") for i in range(3)]
+    assert {c.stop_matched for c in many.completions} == {"\n"}
+    tokens = math.ceil(len(prompt) / 4)
+    assert (many.usage.requests, many.usage.prompt_tokens, many.usage.completion_tokens) == (
+        1,
+        3 * tokens,
+        48,
+    )
+    assert many.usage.cached_tokens == 2 * (tokens - 1)  # the prompt is evaluated once, for the first
+    assert (cut.completions[0].finish_reason, cut.usage.completion_tokens) == ("length", 2)
+    assert cut.usage.cached_tokens == 11 * 64 // 4
+    assert isinstance(batch, list) and len(batch) == 2  # a list of texts gets a list back
+    assert mixed.status_code == 400 and both.status_code == 400
+    assert info == ["fake", "fake"]
+    stats = server.stats()
+    assert (stats.requests, stats.completions, stats.prompt_tokens, stats.cached_tokens) == (
+        3,
+        6,
+        2 * tokens + 1,
+        11 * 64 // 4,
+    )
+
+
+async def test_prefill_cost_grows_with_the_uncached_prompt() -> None:
+    per_token = 0.001
+    async with FakeServer(0.0, 1, prefill_per_token=per_token) as server, sglang(server) as ep:
+        await ep.complete(PREFIX, LINE)  # 704 characters: 176 tokens, none cached
+        cold = server.stats().busy_seconds
+        await ep.complete(PREFIX, LINE)  # all but the last token cached
+    warm = server.stats().busy_seconds - cold
+    assert cold == pytest.approx(176 * per_token, rel=0.3) and warm < cold / 10
+    with pytest.raises(ValueError, match="prefill_per_token"):
+        FakeServer(0.0, 1, prefill_per_token=-1)
+
+
+@pytest.mark.parametrize("make", [openai, llamacpp, sglang], ids=["openai", "llamacpp", "sglang"])
 async def test_cached_tokens_grow_on_a_repeated_prefix(make: Callable[[FakeServer], Endpoint]) -> None:
     question = PREFIX + "Q: 7 + 8?\n"  # 714 characters: 11 whole 64-character blocks
     child = question + "Step 1: 7 + 8 = 15\n" * 4  # 790: 12 blocks

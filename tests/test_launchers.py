@@ -245,6 +245,11 @@ def test_router_default_policy_is_cache_aware_and_lists_become_tuples() -> None:
     assert spec.command(PY)[5:7] == ["--policy", "cache_aware"]
 
 
+def test_router_metrics_port_is_set_with_the_routers_host() -> None:
+    spec = SGLangRouterSpec(worker_urls=("http://gpu1:30000",), port=8080, prometheus_port=8081)
+    assert spec.command(PY)[-4:] == ["--prometheus-host", "127.0.0.1", "--prometheus-port", "8081"]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -255,6 +260,8 @@ def test_router_default_policy_is_cache_aware_and_lists_become_tuples() -> None:
         {"worker_urls": ("http://127.0.0.1:30000",)},
         {"worker_urls": ("http://a:1",), "policy": "least_load"},
         {"worker_urls": ("http://a:1",), "port": -1},
+        {"worker_urls": ("http://a:1",), "port": 2, "prometheus_port": 2},
+        {"worker_urls": ("http://a:1",), "prometheus_port": 0},
     ],
 )
 def test_bad_router_spec_is_a_config_error(kwargs: dict[str, Any]) -> None:

@@ -43,7 +43,12 @@ def make_endpoint(
     if settings.backend == "openai":
         key = settings.api_key.get_secret_value() if settings.api_key else None
         backend = OpenAIBackend(
-            settings.url, model=settings.model, api_key=key, client=client, timeout=settings.timeout
+            settings.url,
+            model=settings.model,
+            api_key=key,
+            client=client,
+            timeout=settings.timeout,
+            connections=2 * settings.max_concurrency,
         )
     elif settings.backend == "sglang":
         backend = SGLangBackend(

@@ -15,7 +15,7 @@ import anyio
 import httpx
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
-from agent.clients.wire import normalize_logprobs, post_json, replace_backend
+from agent.clients.wire import http_client, normalize_logprobs, post_json, replace_backend
 from agent.errors import ConfigError, EndpointGarbled, EndpointUnreachable, single_error
 
 __all__ = ["LlamaCppBackend"]
@@ -35,9 +35,8 @@ class LlamaCppBackend:
         self.url = url.rstrip("/")
         self.max_n = max_n
         self.lora = lora  # (adapter id, scale) pairs applied to every request
-        # Keep as many connections open as requests may be in flight: httpx's default keeps 20.
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self._client = client or httpx.AsyncClient(timeout=timeout, limits=limits)
+        # Keep as many connections open as requests may be in flight.
+        self._client = client or http_client(timeout=timeout, connections=connections)
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
         if n <= self.max_n:

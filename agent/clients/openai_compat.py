@@ -16,7 +16,8 @@ import httpx
 import openai
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
-from agent.clients.wire import classify_status, normalize_logprobs, replace_backend
+from agent.clients.routing import ROUTING_HEADER, current_routing_key
+from agent.clients.wire import classify_status, http_client, normalize_logprobs, replace_backend
 from agent.errors import (
     EndpointError,
     EndpointGarbled,
@@ -37,6 +38,7 @@ class OpenAIBackend:
         extra_body: Mapping[str, Any] | None = None,
         client: httpx.AsyncClient | None = None,
         timeout: float = 300.0,
+        connections: int = 64,
     ) -> None:
         self.url = url.rstrip("/")
         self.model = model
@@ -47,7 +49,7 @@ class OpenAIBackend:
             api_key=api_key or "not-needed",
             max_retries=0,
             timeout=timeout,
-            http_client=client,
+            http_client=client or http_client(timeout=timeout, connections=connections),
         )
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
@@ -67,6 +69,8 @@ class OpenAIBackend:
             kwargs["seed"] = sampling.seed
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
+        if key := current_routing_key():
+            kwargs["extra_headers"] = {ROUTING_HEADER: key}
         url = f"{self._sdk.base_url}completions"
         try:
             response = await self._sdk.completions.create(**kwargs)

@@ -1,9 +1,11 @@
 """SGLang through its native ``POST /generate`` route.
 
-``n`` completions are sent as one batch of ``n`` identical texts (SGLang's docs prefer that over
-``sampling_params.n``); RadixAttention shares their prefix. ``meta_info.cached_tokens`` reports the
-prompt tokens reused from the radix cache. A LoRA adapter loaded on the server is selected per
-request with ``lora_path``.
+One prompt per request (``text`` a string), ``n`` completions as ``sampling_params.n``: SGLang answers
+a list of ``n`` results and evaluates the prompt once. That shape is also the one ``sglang-router``
+accepts (its ``/generate`` takes ``text`` as a string only), so the same client talks to one worker or
+to a router in front of many; inside ``agent.clients.routing.routed`` every request carries the
+search's routing key. ``meta_info.cached_tokens`` reports the prompt tokens reused from the radix cache.
+A LoRA adapter loaded on the server is selected per request with ``lora_path``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import httpx
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
-from agent.clients.wire import post_json, replace_backend, sglang_logprobs
+from agent.clients.wire import http_client, post_json, replace_backend, sglang_logprobs
 from agent.errors import EndpointGarbled, EndpointUnreachable, TransientEndpointError
 
 __all__ = ["SGLangBackend"]
@@ -32,9 +34,8 @@ class SGLangBackend:
     ) -> None:
         self.url = url.rstrip("/")
         self.adapter = adapter
-        # Keep as many connections open as requests may be in flight: httpx's default keeps 20.
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self._client = client or httpx.AsyncClient(timeout=timeout, limits=limits)
+        # Keep as many connections open as requests may be in flight.
+        self._client = client or http_client(timeout=timeout, connections=connections)
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
         params: dict[str, Any] = {
@@ -46,7 +47,9 @@ class SGLangBackend:
             params["stop"] = list(sampling.stop)
         if sampling.seed is not None:
             params["sampling_seed"] = sampling.seed
-        payload: dict[str, Any] = {"text": [prompt] * n, "sampling_params": params}
+        if n > 1:
+            params["n"] = n
+        payload: dict[str, Any] = {"text": prompt, "sampling_params": params}
         if sampling.logprobs is not None:
             payload |= {
                 "return_logprob": True,
@@ -54,7 +57,7 @@ class SGLangBackend:
                 "return_text_in_logprobs": True,
             }
         if self.adapter:
-            payload["lora_path"] = [self.adapter] * n
+            payload["lora_path"] = self.adapter
         url = f"{self.url}/generate"
         data = await post_json(self._client, url, payload)
         items = data if isinstance(data, list) else [data]

@@ -1,13 +1,16 @@
 """A real HTTP fake of a completions server, for tests and benchmarks without GPUs or models.
 
 Routes, in the real servers' shapes: ``POST /v1/completions`` (OpenAI), ``POST /completion``
-(llama.cpp native; a list for ``n_cmpl`` > 1), ``GET /health``, ``GET /v1/models``; and its own
-``GET /stats`` (``FakeServerStats`` as JSON) for a client in another process.
+(llama.cpp native; a list for ``n_cmpl`` > 1), ``POST /generate`` (SGLang native; a list for
+``sampling_params.n`` > 1), ``GET /health``, ``GET /v1/models``, and the ``GET /server_info`` and
+``/model_info`` that ``sglang-router`` reads when it registers a worker; and its own ``GET /stats``
+(``FakeServerStats`` as JSON) for a client in another process.
 
 Cost model: at most ``slots`` requests are processed at once, the rest wait in a FIFO queue, and each
-holds its slot ``latency`` seconds (``asyncio.sleep``; a request's ``n`` completions share it). The
-prompt cache is the longest prefix, in 64-character blocks, shared with any earlier prompt (chained
-block hashes, like vLLM's). A token is 4 characters; a completion costs ``tokens_per_completion``.
+holds its slot ``latency`` seconds plus ``prefill_per_token`` seconds per prompt token not found in
+the cache (``asyncio.sleep``; a request's ``n`` completions share it). The prompt cache is the longest
+prefix, in 64-character blocks, shared with any earlier prompt (chained block hashes, like vLLM's). A
+token is 4 characters; a completion costs ``tokens_per_completion``.
 
 It runs on its own thread and event loop, so the client's CPU work does not disturb its latency;
 ``stats()`` reports that thread's CPU time, for benchmarks in the same process to subtract. HTTP/1.1
@@ -57,6 +60,8 @@ class FakeServerStats:
     connections: int = 0  # TCP connections accepted (keep-alive reuses them)
     peak_active: int = 0  # most requests processed at once (at most ``slots``)
     peak_queued: int = 0  # most requests waiting for a slot at once
+    prompt_tokens: int = 0  # prompt tokens of the requests answered (once per request)
+    cached_tokens: int = 0  # of which found in the prefix cache
     busy_seconds: float = 0.0  # slot-seconds spent processing
     wait_seconds: float = 0.0  # seconds requests spent queued for a slot, summed
     cpu_seconds: float = 0.0  # CPU time of the server's thread
@@ -83,7 +88,8 @@ class _BadRequest(ValueError):
 class FakeServer:
     """A completions server with a slots/latency cost model: ``with FakeServer(0.05, 8) as server:``,
     or ``async with`` inside an event loop. ``port=0`` picks a free port. ``text_fn(prompt, i)`` writes
-    completion ``i`` (default: ``default_text``); if it raises, the request gets HTTP 500."""
+    completion ``i`` (default: ``default_text``); if it raises, the request gets HTTP 500.
+    ``prefill_per_token`` (seconds) makes a request's time grow with its uncached prompt tokens."""
 
     def __init__(
         self,
@@ -94,10 +100,15 @@ class FakeServer:
         text_fn: Callable[[str, int], str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        prefill_per_token: float = 0.0,
     ) -> None:
-        if latency < 0 or slots < 1 or tokens_per_completion < 1:
-            raise ValueError(f"need latency >= 0, slots >= 1, tokens >= 1; got {latency}, {slots}")
+        if latency < 0 or slots < 1 or tokens_per_completion < 1 or prefill_per_token < 0:
+            raise ValueError(
+                "need latency >= 0, slots >= 1, tokens >= 1, prefill_per_token >= 0; "
+                f"got {latency}, {slots}, {tokens_per_completion}, {prefill_per_token}"
+            )
         self.latency = latency
+        self.prefill_per_token = prefill_per_token
         self.slots = slots
         self.tokens_per_completion = tokens_per_completion
         self.text_fn = text_fn or default_text
@@ -242,12 +253,14 @@ class FakeServer:
                 prompt_tokens = max(1, math.ceil(len(request.prompt) / CHARS_PER_TOKEN))
                 cached = min(self._cached_chars(request.prompt) // CHARS_PER_TOKEN, prompt_tokens - 1)
                 choices = [self._choice(request, i) for i in range(request.n)]
-                await asyncio.sleep(self.latency)
+                await asyncio.sleep(self.latency + self.prefill_per_token * (prompt_tokens - cached))
             finally:
                 self._enter("active", -1)
                 self._tally["busy_seconds"] += time.perf_counter() - started
         self._tally["requests"] += 1
         self._tally["completions"] += request.n
+        self._tally["prompt_tokens"] += prompt_tokens
+        self._tally["cached_tokens"] += cached
         return choices, prompt_tokens, cached
 
     def _cached_chars(self, prompt: str) -> int:
@@ -310,8 +323,56 @@ def _native_body(data: dict[str, Any], choices: list[_Choice], prompt: int, cach
     return items if len(items) > 1 else items[0]
 
 
-_DIALECTS = {"/v1/completions": (_parse_openai, _openai_body), "/completion": (_parse_native, _native_body)}
-_READS = {"/health": {"status": "ok"}, "/v1/models": {"object": "list", "data": [{"id": "fake"}]}}
+def _parse_sglang(data: dict[str, Any]) -> _Request:
+    text, params = data.get("text"), data.get("sampling_params") or {}
+    if isinstance(text, list):  # a batch: the fake takes n copies of one prompt
+        if not text or any(t != text[0] for t in text):
+            raise _BadRequest(
+                "'text' as a list must repeat one prompt (the fake takes one prompt per request)"
+            )
+        text, copies = text[0], len(text)
+    else:
+        copies = 1
+    if not isinstance(params, dict):
+        raise _BadRequest("'sampling_params' must be an object")
+    n = _integer(params, "n", default=1, minimum=1)
+    if copies > 1 and n > 1:
+        raise _BadRequest("send either a list of texts or sampling_params.n, not both")
+    limit = _integer(params, "max_new_tokens", default=128, minimum=0)
+    return _request({"prompt": text, "stop": params.get("stop")}, n=max(n, copies), max_tokens=limit)
+
+
+def _sglang_body(data: dict[str, Any], choices: list[_Choice], prompt: int, cached: int) -> Any:
+    def finish(c: _Choice) -> dict[str, Any]:
+        if c.stop_type == "limit":
+            return {"type": "length", "length": c.tokens}
+        return {"type": "stop", "matched": c.stopping_word if c.stop_type == "word" else 2}  # 2: eos id
+
+    items = []
+    for i, c in enumerate(choices):  # the first completion evaluates the prompt; the others find it cached
+        meta = {"id": f"fake-{i}", "finish_reason": finish(c), "prompt_tokens": prompt}
+        meta |= {
+            "completion_tokens": c.tokens,
+            "cached_tokens": cached if i == 0 else max(cached, prompt - 1),
+        }
+        items.append({"text": c.text, "output_ids": list(range(c.tokens)), "meta_info": meta})
+    return items if isinstance(data.get("text"), list) or len(items) > 1 else items[0]
+
+
+_DIALECTS = {
+    "/v1/completions": (_parse_openai, _openai_body),
+    "/completion": (_parse_native, _native_body),
+    "/generate": (_parse_sglang, _sglang_body),
+}
+_INFO = {"model_path": "fake", "served_model_name": "fake", "is_generation": True}
+_READS = {
+    "/health": {"status": "ok"},
+    "/v1/models": {"object": "list", "data": [{"id": "fake"}]},
+    "/server_info": _INFO,
+    "/model_info": _INFO,
+    "/get_server_info": _INFO,
+    "/get_model_info": _INFO,
+}
 
 
 def _request(data: dict[str, Any], *, n: int, max_tokens: int) -> _Request:
@@ -407,10 +468,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.01, help="seconds a request holds its slot")
     parser.add_argument("--slots", type=int, default=8, help="requests processed at once")
     parser.add_argument("--tokens", type=int, default=16, help="tokens per completion")
+    parser.add_argument(
+        "--prefill-per-token", type=float, default=0.0, help="seconds per prompt token not in the cache"
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with FakeServer(args.latency, args.slots, tokens_per_completion=args.tokens, port=args.port) as server:
+    server = FakeServer(
+        args.latency,
+        args.slots,
+        tokens_per_completion=args.tokens,
+        port=args.port,
+        prefill_per_token=args.prefill_per_token,
+    )
+    with server:
         print(f"fake server at {server.url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
