@@ -84,8 +84,9 @@ class SearchResult:
     tree: Tree
     stopped: StopReason
     seconds: float
-    policy_usage: Usage = field(default_factory=Usage)
+    policy_usage: Usage = field(default_factory=Usage)  # expansions, rollouts and final completions
     critic_usage: Usage = field(default_factory=Usage)
+    rollout_usage: Usage = field(default_factory=Usage)  # the rollouts' part of policy_usage
     failed_simulations: int = 0  # simulations dropped because the server rejected a request
     critic_missing: int = 0
 
@@ -111,6 +112,7 @@ class _Search:
         )
         self.policy_usage = Usage()
         self.critic_usage = Usage()
+        self.rollout_usage = Usage()
         self.failed = 0
         self.missing = 0
         self.stopped: StopReason = "budget"
@@ -382,6 +384,7 @@ class _Search:
         prompt = self.base_prompt + self.rule.join(trajectory)
         result = await policy.complete(prompt, sampling, n=self.config.rollouts)
         self._spend(result.usage)
+        self.rollout_usage += result.usage
         completed = [[*trajectory, *_split(c.text, self.rule.separator)] for c in result.completions]
         critic_scores: list[float] = [0.0] * len(completed)
 
@@ -437,6 +440,7 @@ class _Search:
             seconds=time.perf_counter() - started,
             policy_usage=self.policy_usage,
             critic_usage=self.critic_usage,
+            rollout_usage=self.rollout_usage,
             failed_simulations=self.failed,
             critic_missing=self.missing,
         )

@@ -6,7 +6,8 @@
 
 Writes ``results.jsonl`` (id, answer, gold, correct, covered, distinct answers, tokens, seconds
 per problem) and ``summary.json`` (accuracy, coverage, tokens per problem, cached-token ratio, wall
-time, settings) under ``--out``. Rerunning with the same ``--out`` skips the problems already
+time, settings; for mcts also requests, tokens and cached-token ratio per tree by phase: expansions,
+rollouts, critics) under ``--out``. Rerunning with the same ``--out`` skips the problems already
 finished. As a library call: ``await evaluate(problems, task=..., policy=...)``.
 
 Coverage comes before choice: a selector can only pick an answer the sampling or the search found.
@@ -63,6 +64,7 @@ class EvalSummary:
     distinct_answers: int = 0  # distinct answers found, summed over the problems
     trees: int = 0  # mcts: problems with a search tree recorded
     terminals: int = 0  # mcts: terminal nodes, summed over those trees
+    phases: dict[str, Usage] = field(default_factory=dict)  # mcts: tokens by phase, over the trees
 
     @property
     def accuracy(self) -> float:
@@ -98,6 +100,16 @@ class EvalSummary:
         }
         if self.trees:
             data["terminals_per_tree"] = round(self.terminals / self.trees, 2)
+        if self.phases:
+            data["phases"] = {
+                name: {
+                    "requests_per_tree": round(u.requests / self.trees, 2),
+                    "prompt_tokens_per_tree": round(u.prompt_tokens / self.trees, 1),
+                    "completion_tokens_per_tree": round(u.completion_tokens / self.trees, 1),
+                    "cached_token_ratio": round(u.cached_ratio, 4),
+                }
+                for name, u in self.phases.items()
+            }
         return data
 
 
@@ -172,7 +184,28 @@ def _search_record(solution: Solution) -> dict[str, Any]:
         "critic_missing": result.critic_missing,
         "policy_tokens": result.policy_usage.as_dict(),
         "critic_tokens": result.critic_usage.as_dict(),
+        "rollout_tokens": result.rollout_usage.as_dict(),
     }
+
+
+def _phases(trees: list[dict[str, Any]]) -> dict[str, Usage]:
+    """Tokens of the searches by phase: policy expansions (and the final completions), rollouts,
+    critics. Records written before rollouts were counted apart put them under expansions."""
+
+    def total(key: str) -> Usage:
+        return sum((_usage_of({"tokens": t.get(key)}) for t in trees), Usage())
+
+    if not trees:
+        return {}
+    rollouts = total("rollout_tokens")
+    policy = total("policy_tokens")
+    expansions = Usage(
+        requests=policy.requests - rollouts.requests,
+        prompt_tokens=policy.prompt_tokens - rollouts.prompt_tokens,
+        cached_tokens=policy.cached_tokens - rollouts.cached_tokens,
+        completion_tokens=policy.completion_tokens - rollouts.completion_tokens,
+    )
+    return {"expansions": expansions, "rollouts": rollouts, "critics": total("critic_tokens")}
 
 
 def _selector_accuracy(records: list[dict[str, Any]]) -> dict[str, float]:
@@ -313,6 +346,7 @@ async def evaluate(
         distinct_answers=sum(int(r["distinct_answers"]) for r in records),
         trees=len(trees),
         terminals=sum(int(t["terminals"]) for t in trees),
+        phases=_phases(trees),
     )
     if run:
         await anyio.to_thread.run_sync(run.write_summary, summary.as_dict())
@@ -326,6 +360,18 @@ async def evaluate(
     return summary
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` (1 <= I <= N) as ``(I, N)``; a ConfigError that shows the form otherwise."""
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise ConfigError(f"--shard must be I/N with 1 <= I <= N (e.g. 1/2 and 2/2), got {text!r}")
+    return i, n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agent.evaluate",
@@ -336,7 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="split for hub data / generated problems")
     parser.add_argument("--limit", type=int, help="evaluate the first N problems (arith default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated arith problems")
-    parser.add_argument("--out", type=Path, help="run directory (default: runs/<task>-<method>[-n<N>])")
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="evaluate every N-th problem starting at the I-th (1-based), to split a run over N processes",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="run directory (default: runs/<task>-<method>[-n<N>][-shard<I>of<N>])"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="problems in flight at once")
     parser.add_argument("--save-trees", type=Path, metavar="DIR", help="mcts: write each search tree as JSON")
     parser.add_argument(
@@ -359,8 +412,16 @@ async def _main(args: argparse.Namespace) -> int:
         args.task, data=args.data, split=args.split, limit=args.limit, seed=args.seed
     )
     suffix = f"-n{args.n}" if args.method in ("sc", "rerank") else ""
+    info: dict[str, Any] = {
+        "data": args.data or f"generated:seed={args.seed}:split={args.split}",
+        "limit": args.limit,
+    }
+    if args.shard is not None:
+        index, count = parse_shard(args.shard)
+        problems = problems[index - 1 :: count]
+        suffix += f"-shard{index}of{count}"
+        info["shard"] = f"{index}/{count}"
     out = args.out or Path("runs") / f"{args.task}-{args.method}{suffix}"
-    info = {"data": args.data or f"generated:seed={args.seed}:split={args.split}", "limit": args.limit}
     correct = seen = 0
     with Progress(
         TextColumn("[bold]{task.description}"),

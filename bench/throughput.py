@@ -10,6 +10,8 @@ In one run of the embedded llama.cpp server (bundled SmolLM2-135M-Instruct):
 (b) MCTS. M arith problems searched concurrently (``solve_problem``, method ``mcts``, critics
     ``arithmetic`` by default, C trees at a time) through the same endpoint (K requests in flight at
     most); generation tokens/s = (policy + critic completion tokens) / wall of the whole batch.
+(c) SC@n. The same M problems, self-consistency with ``--sc`` samples (8; 0 skips it), C problems
+    at a time: the sampling baseline on the same server in the same run.
 
 The table also shows what explains a gap: prompt tokens the server had to evaluate (not cached),
 completion tokens per request (MCTS options are short, so per-request overhead weighs more), and the
@@ -90,7 +92,10 @@ async def _peak(bench: Bench, *, rounds: int, max_tokens: int) -> list[Phase]:
     return phases
 
 
-async def _mcts(bench: Bench, problems: list[Problem], config: SolverConfig, concurrency: int) -> Phase:
+async def _solve(
+    bench: Bench, problems: list[Problem], config: SolverConfig, concurrency: int, name: str
+) -> Phase:
+    """The problems solved with ``config``, ``concurrency`` at a time; tokens/s over the batch."""
     task = get_task("arith")
     limiter = anyio.CapacityLimiter(concurrency)
     solutions: list[Solution] = []
@@ -109,11 +114,8 @@ async def _mcts(bench: Bench, problems: list[Problem], config: SolverConfig, con
         for problem in problems:
             tg.start_soon(one, problem)
     after = CpuSnapshot.take(bench.server)
-    completion = 0
-    for s in solutions:
-        assert s.search is not None
-        completion += s.search.policy_usage.completion_tokens + s.search.critic_usage.completion_tokens
-    phase = Phase("MCTS", bench.recorder.calls[before:], after.wall - cpu.wall, completion)
+    completion = sum(s.usage.completion_tokens for s in solutions)  # policy and critics
+    phase = Phase(name, bench.recorder.calls[before:], after.wall - cpu.wall, completion)
     phase.ours, phase.others = after.ours_since(cpu), after.others_since(cpu)
     return phase
 
@@ -125,7 +127,11 @@ async def _run(args: argparse.Namespace) -> None:
     async with embedded_bench(args) as bench:
         peak = await _peak(bench, rounds=args.rounds, max_tokens=args.max_tokens)
         load_between = load_average()
-        mcts = await _mcts(bench, problems, config, args.concurrency)
+        mcts = await _solve(bench, problems, config, args.concurrency, "MCTS")
+        sc = None
+        if args.sc:
+            sc_config = SolverConfig(method="sc", n=args.sc)
+            sc = await _solve(bench, problems, sc_config, args.concurrency, f"SC@{args.sc}")
         describe = bench.describe()
         k = bench.parallel
 
@@ -141,11 +147,22 @@ async def _run(args: argparse.Namespace) -> None:
     )
     best = peak_total.tokens_per_second
     recorded_completion = mcts.usage.completion_tokens
-    rows = [_row(p, best) for p in [*peak, peak_total, mcts]]
+    solved = [mcts, *([sc] if sc else [])]
+    rows = [_row(p, best, len(problems)) for p in [*peak, peak_total, *solved]]
+    versus = (
+        [
+            f"MCTS / {sc.name} completion tok/s = {mcts.tokens_per_second / sc.tokens_per_second:.2f}; "
+            f"prompt tokens per problem {mcts.usage.prompt_tokens / len(problems):.0f} vs "
+            f"{sc.usage.prompt_tokens / len(problems):.0f}."
+        ]
+        if sc and sc.tokens_per_second
+        else []
+    )
     print_table(
         f"Generation throughput: peak (K={k} concurrent, max_tokens {args.max_tokens}, {args.rounds} rounds) "
         f"vs MCTS ({args.problems} arith problems, {args.concurrency} trees at a time, {args.simulations} "
-        f"simulations, preset {args.preset}, critics {args.critics}); {describe}",
+        f"simulations, preset {args.preset}, critics {args.critics}) and SC@{args.sc} on the same problems; "
+        f"{describe}",
         [
             "phase",
             "requests",
@@ -157,11 +174,14 @@ async def _run(args: argparse.Namespace) -> None:
             "% of peak",
             "mean in flight",
             "tok/request",
+            "prompt tok/problem",
+            "cached %",
             "our CPU",
             "others' CPU",
         ],
         rows,
         notes=[
+            *versus,
             f"ideal = the peak row: MCTS generating as fast as {k} concurrent long generations "
             f"({best:.1f} tok/s here) would be 100% of peak.",
             "MCTS gen tok/s counts policy + critic completion tokens (SearchResult usage; "
@@ -177,7 +197,7 @@ async def _run(args: argparse.Namespace) -> None:
     )
 
 
-def _row(p: Phase, best: float) -> list[object]:
+def _row(p: Phase, best: float, problems: int) -> list[object]:
     usage = p.usage
     requests = usage.requests
     return [
@@ -191,6 +211,8 @@ def _row(p: Phase, best: float) -> list[object]:
         f"{100 * p.tokens_per_second / best:.0f}%" if best else "-",
         round(p.in_flight, 2),
         round(usage.completion_tokens / requests, 1) if requests else None,
+        "-" if p.name.startswith("peak") else round(usage.prompt_tokens / problems),
+        f"{100 * usage.cached_ratio:.0f}",
         f"{p.ours:.2f}",
         f"{p.others:.2f}",
     ]
@@ -207,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     mcts.add_argument("--problems", type=int, default=8, help="generated arith problems (8)")
     mcts.add_argument("--concurrency", type=int, default=8, help="trees searched at once (8)")
     mcts.add_argument("--critics", choices=CRITICS, default="arithmetic")
+    mcts.add_argument("--sc", type=int, default=8, help="SC@n phase on the same problems (8; 0 skips it)")
     mcts.add_argument("--seed", type=int, default=0, help="seed of the generated problems (0)")
     mcts.add_argument("--split", choices=("train", "test"), default="test")
     add_search_args(parser)

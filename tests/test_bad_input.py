@@ -106,6 +106,8 @@ def _cases(url: str, d: Path) -> list[tuple[str, Callable[[list[str]], int], lis
             "/proc/treeloop-out",
         ),
         ("evaluate: --limit -5", evaluate_main, [*u, "--task", "arith", "--limit", "-5"], "--limit"),
+        ("evaluate: --shard 3/2", evaluate_main, [*arith, "--shard", "3/2"], "--shard must be I/N"),
+        ("evaluate: --shard half", evaluate_main, [*arith, "--shard", "half"], "--shard must be I/N"),
         ("evaluate: --concurrency 0", evaluate_main, [*arith, "--concurrency", "0"], "--concurrency"),
         ("evaluate: --total-tokens -1", evaluate_main, [*arith, "--total-tokens", "-1"], "--total-tokens"),
         ("trees: missing file", trees_main, ["view", str(d / "nope.json")], "does not exist"),

@@ -197,6 +197,10 @@ async def test_fast_rollouts_score_new_nodes_with_the_mean_orm() -> None:
     assert non_terminal and rollout_backend.calls == len(non_terminal)
     for node in non_terminal:
         assert abs(node.scores["orm"] - (0.9 + 0.4) / 2) < 1e-9  # two of four rollouts say 5
+    # The rollouts' tokens are counted apart, as a part of the policy's.
+    assert result.rollout_usage.requests == rollout_backend.calls
+    assert result.rollout_usage.completion_tokens > 0
+    assert result.policy_usage.requests == rollout_backend.calls + setup.policy.backend.calls
 
 
 async def test_shared_budget_across_concurrent_trees() -> None:

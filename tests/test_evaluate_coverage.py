@@ -156,6 +156,10 @@ async def test_mcts_coverage_is_over_the_terminal_answers(tmp_path: Path) -> Non
     terminals = [r["search"]["terminals"] for r in records.values()]
     assert s["terminals_per_tree"] == pytest.approx(sum(terminals) / 3, abs=0.01)
     assert s["terminals_per_tree"] >= s["distinct_answers_per_problem"] >= 2
+    # Tokens by phase: with critics "none" there are no rollouts and no critic requests.
+    expansions = sum(r["search"]["policy_tokens"]["requests"] for r in records.values()) / 3
+    assert s["phases"]["expansions"]["requests_per_tree"] == pytest.approx(expansions, abs=0.01)
+    assert s["phases"]["rollouts"]["requests_per_tree"] == 0 == s["phases"]["critics"]["requests_per_tree"]
 
 
 async def test_resuming_a_run_without_coverage_fills_it_from_the_vote_tables(tmp_path: Path) -> None:
@@ -185,3 +189,21 @@ async def test_resuming_a_run_without_coverage_fills_it_from_the_vote_tables(tmp
     assert summary.problems == 3 and summary.covered == 2  # found (backfilled), majority (new)
     s = read_summary(out)
     assert s["coverage"] == pytest.approx(2 / 3, abs=1e-4) and s["distinct_answers_per_problem"] == 2.0
+
+
+def test_shards_split_the_problems_between_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--shard 1/2`` and ``--shard 2/2`` evaluate disjoint halves that together are the whole set,
+    each in its own default run directory, and say so in ``summary.json``."""
+    from agent.evaluate import main as evaluate_main
+    from agent.fakes import FakeServer
+
+    monkeypatch.chdir(tmp_path)
+    with FakeServer(0.0, 4) as server:
+        argv = ["--url", server.url, "--backend", "llamacpp", "--task", "arith", "--limit", "5"]
+        assert [evaluate_main([*argv, "--shard", shard]) for shard in ("1/2", "2/2")] == [0, 0]
+    ids = []
+    for shard in ("1of2", "2of2"):
+        run = tmp_path / "runs" / f"arith-greedy-shard{shard}"
+        ids.append([json.loads(line)["id"] for line in (run / "results.jsonl").read_text().splitlines()])
+        assert f'"shard": "{shard.replace("of", "/")}"' in (run / "summary.json").read_text()
+    assert len(ids[0]) == 3 and len(ids[1]) == 2 and not set(ids[0]) & set(ids[1])
