@@ -26,6 +26,7 @@ import anyio
 import structlog
 
 from agent.clients import Completion, Endpoint, Sampling, Usage
+from agent.clients.endpoint import URGENT, request_priority
 from agent.critics import CriticWeights, combine
 from agent.critics.base import Critic, CriticScore
 from agent.errors import EndpointRejected, single_error
@@ -359,16 +360,17 @@ class _Search:
             nonlocal rollout_tokens
             scores["orm"], rollout_tokens = await self._rollouts(trajectory)
 
-        async with anyio.create_task_group() as tg:
-            if setup.value is not None and config.w_value > 0:
-                tg.start_soon(score, "value", setup.value)
-            if setup.prm is not None and config.w_prm > 0:
-                tg.start_soon(score, "prm", setup.prm)
-            if setup.orm is not None and config.w_orm > 0:
-                if terminal:
-                    tg.start_soon(score, "orm", setup.orm)
-                elif config.rollouts > 0 and depth >= config.rollout_min_depth:
-                    tg.start_soon(rollouts)
+        with request_priority(URGENT):  # a node waits for these scores: they go first
+            async with anyio.create_task_group() as tg:
+                if setup.value is not None and config.w_value > 0:
+                    tg.start_soon(score, "value", setup.value)
+                if setup.prm is not None and config.w_prm > 0:
+                    tg.start_soon(score, "prm", setup.prm)
+                if setup.orm is not None and config.w_orm > 0:
+                    if terminal:
+                        tg.start_soon(score, "orm", setup.orm)
+                    elif config.rollouts > 0 and depth >= config.rollout_min_depth:
+                        tg.start_soon(rollouts)
         return scores, rollout_tokens
 
     async def _rollouts(self, trajectory: list[str]) -> tuple[float, int]:

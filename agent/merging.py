@@ -23,7 +23,7 @@ import httpx
 
 from agent.clients import Endpoint, Sampling, Usage
 from agent.clients.endpoint import Guard, RetryPolicy
-from agent.clients.wire import post_json
+from agent.clients.wire import http_client, post_json
 from agent.errors import ConfigError, EndpointProtocolError
 from agent.prompts import PromptFormat, get_format
 from agent.search.distance import find_duplicate, find_similar_vector, nearest_first, normalize_text
@@ -163,7 +163,7 @@ class EndpointEmbedder(_CachedEmbedder):
         self.model = model
         self.guard = Guard(self.url, timeout=timeout, retry=retry)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or http_client(timeout=timeout, connections=2 * self.guard.max_concurrency)
 
     async def _compute(self, texts: list[str]) -> list[list[float]]:
         payload = {"model": self.model, "input": texts}

@@ -5,7 +5,8 @@ From the outside in, each call goes through:
     retry loop (tenacity; TransientEndpointError only; jittered exponential backoff, and never
                 less than the server's ``Retry-After``, up to ``RetryPolicy.max_retry_after``)
       -> capacity limiter (one per endpoint, shared by every caller, taken per attempt:
-         a request waiting to retry does not hold a slot)
+         a request waiting to retry does not hold a slot; when it is full, waiting requests get
+         their turn by priority, then in arrival order: see ``request_priority``)
         -> per-attempt deadline (anyio.fail_after)
           -> backend (error mapping, then the HTTP call)
 
@@ -14,8 +15,12 @@ Every other layer of the project talks to models through ``Endpoint`` and never 
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -33,11 +38,80 @@ from tenacity import (
 from agent.clients.base import Backend, CompletionResult, Sampling
 from agent.errors import EndpointTimeout, TransientEndpointError
 
-__all__ = ["Endpoint", "Guard", "RetryPolicy"]
+__all__ = ["URGENT", "Endpoint", "Guard", "PriorityLimiter", "RetryPolicy", "request_priority"]
 
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
+
+
+URGENT = 0  # a request something is blocked on: a new node's critic scores and rollouts
+NORMAL = 1  # everything else: new expansions, samples
+
+_priority: ContextVar[int] = ContextVar("treeloop_request_priority", default=NORMAL)
+
+
+@contextlib.contextmanager
+def request_priority(level: int) -> Iterator[None]:
+    """Requests made inside (and in tasks started inside) wait for a full endpoint's limiter with
+    ``level`` (lower goes first; ``URGENT`` or the default ``NORMAL``). The search uses it so that a
+    node waiting for its value is scored before new nodes are expanded: a simulation then backs up
+    sooner, and the next selection sees it."""
+    token = _priority.set(level)
+    try:
+        yield
+    finally:
+        _priority.reset(token)
+
+
+class PriorityLimiter:
+    """A capacity limiter whose waiters are served by (priority, arrival); a released slot goes
+    straight to the next waiter. Like ``anyio.CapacityLimiter``: ``total_tokens`` slots,
+    ``borrowed_tokens`` taken."""
+
+    def __init__(self, total_tokens: int) -> None:
+        if total_tokens < 1:
+            raise ValueError(f"a limiter needs at least one slot, got {total_tokens}")
+        self.total_tokens = total_tokens
+        self.borrowed_tokens = 0
+        self._waiters: list[list[object]] = []  # heap of [priority, arrival, event, still waiting]
+        self._arrivals = itertools.count()
+        self.waiting = 0  # waiters not yet served or gone (cancelled ones leave their entry behind)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, priority: int | None = None) -> AsyncIterator[None]:
+        """Hold one slot (waiting with ``priority``, default: the caller's ``request_priority``)."""
+        if self.borrowed_tokens < self.total_tokens and not self.waiting:
+            self.borrowed_tokens += 1
+        else:
+            event = anyio.Event()
+            level = _priority.get() if priority is None else priority
+            entry: list[object] = [level, next(self._arrivals), event, True]
+            heapq.heappush(self._waiters, entry)
+            self.waiting += 1
+            try:
+                await event.wait()
+            except BaseException:
+                if entry[3]:  # still queued: leave the queue
+                    entry[3] = False
+                    self.waiting -= 1
+                else:  # the slot was handed over as the wait was cancelled: pass it on
+                    self._release()
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            entry = heapq.heappop(self._waiters)
+            if entry[3]:
+                entry[3] = False
+                self.waiting -= 1
+                entry[2].set()  # type: ignore[attr-defined]
+                return  # the slot changes hands; borrowed_tokens stays
+        self.borrowed_tokens -= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +145,10 @@ class Guard:
         self._backoff = wait_exponential(multiplier=retry.initial_wait, max=retry.max_wait) + wait_random(
             0, retry.initial_wait
         )
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._limiter = PriorityLimiter(max_concurrency)
 
     @property
-    def limiter(self) -> anyio.CapacityLimiter:
-        # Created on first use so that a Guard can be built outside an event loop.
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+    def limiter(self) -> PriorityLimiter:
         return self._limiter
 
     async def call(self, request: Callable[[], Awaitable[T]]) -> T:
@@ -91,7 +162,7 @@ class Guard:
         )
         async for attempt in retrying:
             with attempt:
-                async with self.limiter:
+                async with self.limiter.acquire():
                     try:
                         with anyio.fail_after(self.timeout):
                             result = await request()
@@ -153,7 +224,7 @@ class Endpoint:
         return self.guard.max_concurrency
 
     @property
-    def limiter(self) -> anyio.CapacityLimiter:
+    def limiter(self) -> PriorityLimiter:
         return self.guard.limiter
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:

@@ -44,7 +44,7 @@ import structlog
 
 from agent.clients.base import Usage
 from agent.clients.endpoint import Guard, RetryPolicy
-from agent.clients.wire import post_json
+from agent.clients.wire import http_client, post_json
 from agent.critics.base import CriticRole, CriticScore
 from agent.errors import ConfigError, EndpointProtocolError
 
@@ -104,7 +104,7 @@ class ScalarEndpoint:
         self.url = url.rstrip("/").removesuffix("/v1")
         self.guard = Guard(self.url, max_concurrency=max_concurrency, timeout=timeout, retry=retry)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or http_client(timeout=timeout, connections=2 * max_concurrency)
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:
