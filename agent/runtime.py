@@ -86,8 +86,11 @@ async def open_policy(settings: Settings, *, critics: str | None = None) -> Asyn
             config = EmbeddedServerConfig.from_settings(e)
             log.info("embedded_server_starting", model=str(e.model_path or "bundled SmolLM2-135M-Instruct"))
             server = await stack.enter_async_context(EmbeddedServer(config))
+            # With slot affinity a request may wait at the server for its search's slot, so more are
+            # kept in flight than there are slots (bench/throughput.py --pin-slots --in-flight).
+            pinned = {"slots": e.parallel, "max_concurrency": 4 * e.parallel} if e.slot_affinity else {}
             endpoint_settings = endpoint_settings.model_copy(
-                update={"url": server.url, "backend": "llamacpp", "max_concurrency": e.parallel}
+                update={"url": server.url, "backend": "llamacpp", "max_concurrency": e.parallel, **pinned}
             )
             log.info("embedded_server_started", url=server.url)
         endpoint = await _healthy(stack, endpoint_settings, settings, variable="AGENT_POLICY__URL")

@@ -44,6 +44,12 @@ class EndpointSettings(BaseModel):
     prompt_format: PromptFormatName = "chatml"
     max_concurrency: int = Field(default=8, ge=1)
     timeout: float = Field(default=300.0, gt=0, description="seconds per attempt")
+    slots: int = Field(
+        default=0,
+        ge=0,
+        description="llama.cpp: the server's slot count, for slot affinity (each search's requests "
+        "name one slot, so its prompts stay in that slot's cache); 0: off",
+    )
 
 
 class RetrySettings(BaseModel):
@@ -69,6 +75,10 @@ class EmbeddedSettings(BaseModel):
     ctx_per_slot: int = Field(default=2048, ge=256)
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     poll: int = Field(default=50, ge=0, le=100, description="busy-poll level of the worker threads")
+    slot_affinity: bool = Field(
+        default=True,
+        description="each search's requests name one slot, and 4 requests per slot are kept in flight",
+    )
     log_file: Path | None = Field(default=None, description="default: <cache>/logs/llama-server.log")
     lora: tuple[Path, ...] = Field(default=(), description="GGUF LoRA adapters to load (index = position)")
     startup_timeout: float = Field(default=300.0, gt=0)

@@ -131,6 +131,8 @@ class Bench:
     server: EmbeddedServer
     parallel: int
     threads: int
+    in_flight: int = 0  # the client's limiter (0: parallel)
+    pinned: bool = False  # slot affinity
 
     @property
     def policy(self) -> Policy:
@@ -139,13 +141,20 @@ class Bench:
     def describe(self) -> str:
         return (
             f"embedded llama.cpp, bundled SmolLM2-135M-Instruct, {self.parallel} slots, "
-            f"{self.threads} threads"
+            f"{self.threads} threads, {self.in_flight or self.parallel} requests in flight"
+            + (", slot affinity" if self.pinned else "")
         )
 
 
 def add_server_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("embedded server")
-    group.add_argument("--parallel", type=int, default=8, help="server slots, and requests in flight (8)")
+    group.add_argument("--parallel", type=int, default=8, help="server slots (8)")
+    group.add_argument(
+        "--in-flight", type=int, help="requests in flight at most (the client's limiter; default: --parallel)"
+    )
+    group.add_argument(
+        "--pin-slots", action="store_true", help="slot affinity: each problem's requests name one server slot"
+    )
     group.add_argument(
         "--threads", type=int, default=os.cpu_count() or 2, help="server threads (default: all cores)"
     )
@@ -165,8 +174,11 @@ async def embedded_bench(args: argparse.Namespace, *, warm_up: bool = True) -> A
         log_file=args.server_log,
     )
     async with EmbeddedServer(config) as server:
-        recorder = RecordingBackend(LlamaCppBackend(server.url, max_n=args.parallel, timeout=args.timeout))
-        async with Endpoint(recorder, max_concurrency=args.parallel, timeout=args.timeout) as endpoint:
+        pin = args.parallel if args.pin_slots else 0
+        backend = LlamaCppBackend(server.url, max_n=args.parallel, timeout=args.timeout, pin_slots=pin)
+        recorder = RecordingBackend(backend)
+        in_flight = args.in_flight or args.parallel
+        async with Endpoint(recorder, max_concurrency=in_flight, timeout=args.timeout) as endpoint:
             bench = Bench(
                 endpoint=endpoint,
                 recorder=recorder,
@@ -174,6 +186,8 @@ async def embedded_bench(args: argparse.Namespace, *, warm_up: bool = True) -> A
                 server=server,
                 parallel=args.parallel,
                 threads=args.threads,
+                in_flight=in_flight,
+                pinned=bool(pin),
             )
             await endpoint.health()
             if warm_up:

@@ -473,3 +473,32 @@ async def test_the_real_transport_maps_refused_and_dropped_connections(backend: 
                 await ep.complete("p", Sampling())
         tg.cancel_scope.cancel()
     assert not isinstance(caught.value, EndpointTimeout)
+
+
+async def test_llamacpp_slot_affinity_pins_each_routing_key_to_a_slot() -> None:
+    """With ``pin_slots``, single completions inside ``routed(key)`` name a slot (``id_slot``): new
+    keys take the slots in turn, a key keeps its slot; ``n`` > 1, adapter requests and requests
+    without a key are not pinned."""
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body)
+        item = {"content": "x", "stop_type": "eos", "timings": {}}
+        n = body.get("n_cmpl", 1)
+        return httpx.Response(200, json=[item] * n if n > 1 else item)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    backend = LlamaCppBackend(URL, client=client, pin_slots=3)
+    async with Endpoint(backend, retry=FAST_RETRY) as ep:
+        critic = ep.with_adapter("0")
+        for key in ["a", "b", "a", "c", "d", "b"]:
+            with routed(key):
+                await ep.complete("p", Sampling())
+        with routed("a"):
+            await ep.complete("p", Sampling(), n=2)
+            await critic.complete("p", Sampling())
+        await ep.complete("p", Sampling())
+    assert [b.get("id_slot") for b in seen] == [0, 1, 0, 2, 0, 1, None, None, None]
+    with pytest.raises(ConfigError, match="pin_slots"):
+        LlamaCppBackend(URL, pin_slots=-1)

@@ -57,7 +57,8 @@ def make_endpoint(
     else:
         backend = LlamaCppBackend(
             settings.url,
-            max_n=settings.max_concurrency,
+            max_n=settings.slots or settings.max_concurrency,
+            pin_slots=settings.slots,
             client=client,
             timeout=settings.timeout,
             connections=2 * settings.max_concurrency,

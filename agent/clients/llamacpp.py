@@ -4,10 +4,19 @@ The native route tells us more than the OpenAI one: which stop string fired, how
 tokens came from the slot's prefix cache, and it accepts a per-request LoRA selection. ``n``
 completions of one prompt are requested together (``n_cmpl``) so the prompt is processed once; the
 server caps ``n_cmpl`` at its slot count, so larger ``n`` is split into several requests.
+
+Slot affinity (``pin_slots`` = the server's slot count): llama.cpp keeps one prompt cache per slot
+and gives a request whichever slot is free, so concurrent searches keep landing on slots that hold
+another search's prompt and re-evaluate their question and steps. With ``pin_slots``, the requests of
+one search (one routing key, ``agent.clients.routing``) name a slot (``id_slot``), assigned to keys in
+turn the first time each is seen; the server holds a request until its slot is free. Only single
+completions without an adapter are pinned: ``n_cmpl`` spreads over slots itself, and a slot drops its
+cache when the adapter set changes.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +24,7 @@ import anyio
 import httpx
 
 from agent.clients.base import Completion, CompletionResult, Sampling, Usage
+from agent.clients.routing import current_routing_key
 from agent.clients.wire import http_client, normalize_logprobs, post_json, replace_backend
 from agent.errors import ConfigError, EndpointGarbled, EndpointUnreachable, single_error
 
@@ -31,10 +41,18 @@ class LlamaCppBackend:
         client: httpx.AsyncClient | None = None,
         timeout: float = 300.0,
         connections: int = 64,
+        pin_slots: int = 0,
     ) -> None:
+        if pin_slots < 0:
+            raise ConfigError(
+                f"pin_slots must be the server's slot count, or 0 for no affinity; got {pin_slots}"
+            )
         self.url = url.rstrip("/")
         self.max_n = max_n
         self.lora = lora  # (adapter id, scale) pairs applied to every request
+        self.pin_slots = pin_slots
+        self._slots: OrderedDict[str, int] = OrderedDict()  # routing key -> slot (shared by adapter twins)
+        self._next_slot = [0]
         # Keep as many connections open as requests may be in flight.
         self._client = client or http_client(timeout=timeout, connections=connections)
 
@@ -73,6 +91,8 @@ class LlamaCppBackend:
             payload["seed"] = sampling.seed
         if self.lora:
             payload["lora"] = [{"id": i, "scale": s} for i, s in self.lora]
+        elif self.pin_slots and n == 1 and (key := current_routing_key()) is not None:
+            payload["id_slot"] = self._slot_for(key)
         url = f"{self.url}/completion"
         data = await post_json(self._client, url, payload)
         items = data if isinstance(data, list) else [data]
@@ -84,6 +104,18 @@ class LlamaCppBackend:
         if len(completions) != n:
             raise EndpointGarbled(f"{url} returned {len(completions)} completions, asked {n}", url=url)
         return CompletionResult(completions, usage)
+
+    def _slot_for(self, key: str) -> int:
+        """The slot of ``key``: the next slot in turn when the key is new (the 4096 most recent kept)."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._next_slot[0]
+            self._next_slot[0] = (slot + 1) % self.pin_slots
+            if len(self._slots) >= 4096:
+                self._slots.popitem(last=False)
+        self._slots[key] = slot
+        self._slots.move_to_end(key)
+        return slot
 
     def with_adapter(self, adapter: str) -> LlamaCppBackend:
         try:
