@@ -90,8 +90,8 @@ def http_client(*, timeout: float, connections: int) -> httpx.AsyncClient:
     """The HTTP client the backends use: httpx's API on aiohttp's connection pool.
 
     httpx's own pool (httpcore) scans every pooled connection on each request event, so its CPU cost
-    per request grows with the pool: 2.5 ms at 4 connections and 10.7 ms at 256 on this project's
-    2-core benchmark machine, against a flat 1.4-1.6 ms through aiohttp (``bench/concurrency.py``).
+    per request grows with the pool: 2.8 ms at 4 connections and 10.5 ms at 256 on this project's
+    2-core benchmark machine, against 1.3-2.2 ms through aiohttp (``bench/http_client.py``).
     ``httpx-aiohttp`` (the transport the OpenAI SDK offers for the same reason) keeps the httpx
     interface that the clients, the OpenAI SDK and the recorded-contract tests are written against.
     """
