@@ -502,3 +502,34 @@ async def test_llamacpp_slot_affinity_pins_each_routing_key_to_a_slot() -> None:
     assert [b.get("id_slot") for b in seen] == [0, 1, 0, 2, 0, 1, None, None, None]
     with pytest.raises(ConfigError, match="pin_slots"):
         LlamaCppBackend(URL, pin_slots=-1)
+
+
+async def test_llamacpp_slot_affinity_gives_a_new_key_the_least_busy_slot() -> None:
+    """A new key skips a slot that still has requests in flight: a search that started late does not
+    queue behind one still running while another slot is idle."""
+    seen: list[tuple[str, int]] = []
+    release = anyio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append((body["prompt"], body["id_slot"]))
+        if body["prompt"] == "long":
+            await release.wait()
+        return httpx.Response(200, json={"content": "x", "stop_type": "eos", "timings": {}})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with Endpoint(LlamaCppBackend(URL, client=client, pin_slots=3), retry=FAST_RETRY) as ep:
+
+        async def one(key: str, prompt: str) -> None:
+            with routed(key):
+                await ep.complete(prompt, Sampling())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "a", "long")  # slot 0, held
+            await anyio.wait_all_tasks_blocked()
+            await one("b", "short")  # slot 1
+            await one("c", "short")  # slot 2
+            await one("d", "short")  # its turn is slot 0, busy: slot 1
+            release.set()
+        await one("e", "short")  # nothing in flight: the turn, slot 2
+    assert seen == [("long", 0), ("short", 1), ("short", 2), ("short", 1), ("short", 2)]

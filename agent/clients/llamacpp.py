@@ -8,8 +8,9 @@ server caps ``n_cmpl`` at its slot count, so larger ``n`` is split into several 
 Slot affinity (``pin_slots`` = the server's slot count): llama.cpp keeps one prompt cache per slot
 and gives a request whichever slot is free, so concurrent searches keep landing on slots that hold
 another search's prompt and re-evaluate their question and steps. With ``pin_slots``, the requests of
-one search (one routing key, ``agent.clients.routing``) name a slot (``id_slot``), assigned to keys in
-turn the first time each is seen; the server holds a request until its slot is free. Only single
+one search (one routing key, ``agent.clients.routing``) name a slot (``id_slot``), chosen the first
+time a key is seen: the slot with the fewest of this client's requests in flight, in turn among
+equals; the server holds a request until its slot is free. Only single
 completions without an adapter are pinned: ``n_cmpl`` spreads over slots itself, and a slot drops its
 cache when the adapter set changes.
 """
@@ -51,8 +52,10 @@ class LlamaCppBackend:
         self.max_n = max_n
         self.lora = lora  # (adapter id, scale) pairs applied to every request
         self.pin_slots = pin_slots
-        self._slots: OrderedDict[str, int] = OrderedDict()  # routing key -> slot (shared by adapter twins)
+        # Shared by adapter twins: routing key -> slot, where the turn is, requests in flight per slot.
+        self._slots: OrderedDict[str, int] = OrderedDict()
         self._next_slot = [0]
+        self._in_flight = [0] * pin_slots
         # Keep as many connections open as requests may be in flight.
         self._client = client or http_client(timeout=timeout, connections=connections)
 
@@ -94,7 +97,14 @@ class LlamaCppBackend:
         elif self.pin_slots and n == 1 and (key := current_routing_key()) is not None:
             payload["id_slot"] = self._slot_for(key)
         url = f"{self.url}/completion"
-        data = await post_json(self._client, url, payload)
+        slot = payload.get("id_slot")
+        if slot is not None:
+            self._in_flight[slot] += 1
+        try:
+            data = await post_json(self._client, url, payload)
+        finally:
+            if slot is not None:
+                self._in_flight[slot] -= 1
         items = data if isinstance(data, list) else [data]
         try:  # AttributeError: an item that is not an object
             completions = tuple(_parse_item(item) for item in items)
@@ -106,11 +116,13 @@ class LlamaCppBackend:
         return CompletionResult(completions, usage)
 
     def _slot_for(self, key: str) -> int:
-        """The slot of ``key``: the next slot in turn when the key is new (the 4096 most recent kept)."""
+        """The slot of ``key``; for a new key the least busy slot, in turn among equals (the 4096 most
+        recent keys are kept)."""
         slot = self._slots.get(key)
         if slot is None:
-            slot = self._next_slot[0]
-            self._next_slot[0] = (slot + 1) % self.pin_slots
+            n, turn = self.pin_slots, self._next_slot[0]
+            slot = min(range(n), key=lambda s: (self._in_flight[s], (s - turn) % n))
+            self._next_slot[0] = (slot + 1) % n
             if len(self._slots) >= 4096:
                 self._slots.popitem(last=False)
         self._slots[key] = slot
