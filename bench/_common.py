@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -47,6 +48,7 @@ __all__ = [
     "embedded_bench",
     "load_average",
     "print_table",
+    "process_cpu_seconds",
     "run_tag",
     "wilson_interval",
 ]
@@ -213,6 +215,12 @@ async def burst(bench: Bench, question: str, *, max_tokens: int, seed: int = 0) 
     return bench.recorder.calls[before:]
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used, from ``/proc/<pid>/stat`` (Linux)."""
+    after = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields from the state on
+    return (int(after[11]) + int(after[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 @dataclass(frozen=True)
 class CpuSnapshot:
     """CPU seconds used so far: by the whole machine, by this process, by the server process."""
@@ -236,12 +244,8 @@ class CpuSnapshot:
         ours = times.user + times.system
         process = server.process if server is not None else None
         if process is not None:
-            try:
-                stat = Path(f"/proc/{process.popen.pid}/stat").read_text()
-                after = stat.rsplit(")", 1)[1].split()  # fields from the state on (field 3)
-                ours += (int(after[11]) + int(after[12])) / tick  # utime, stime (fields 14, 15)
-            except (OSError, ValueError, IndexError):
-                pass
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                ours += process_cpu_seconds(process.popen.pid)
         return CpuSnapshot(time.perf_counter(), machine, ours)
 
     def ours_since(self, before: CpuSnapshot) -> float:

@@ -43,7 +43,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.fakes.faults import FAULTS, FaultPlan, FaultProxy, ProxyStats
-from servers.process import ManagedProcess
+from servers.process import ManagedProcess, free_port
 
 __all__ = ["Upstream", "check_run", "crash", "fault_rows", "main"]
 
@@ -60,18 +59,12 @@ ROOT = Path(__file__).resolve().parent.parent
 _FIELDS = ("id", "answer", "gold", "correct", "covered", "tokens", "seconds")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Upstream:
     """A model server process on a fixed port that the bench can kill (SIGKILL) and start again."""
 
     def __init__(self, kind: str, log_dir: Path, *, latency: float = 0.005) -> None:
         self.kind = kind
-        self.port = _free_port()
+        self.port = free_port()
         self.log_file = log_dir / f"{kind}-server.log"
         self.latency = latency
         self.process: ManagedProcess | None = None
@@ -713,7 +706,7 @@ def serve_faults(args: argparse.Namespace) -> dict[str, Any]:
     shutil.rmtree(out_root, ignore_errors=True)
     out_root.mkdir(parents=True)
     questions = [p.question for p in load_task_problems("arith", split="test", limit=args.limit, seed=0)]
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     plan = fault_plan(args, FAULTS)
     with (

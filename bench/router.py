@@ -28,14 +28,13 @@ router process. The last two are what the README's sizing calculation uses.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+from _common import process_cpu_seconds
 from rich.console import Console
 from rich.table import Table
 
@@ -46,6 +45,7 @@ from agent.prompts import get_format
 from agent.search.config import SearchConfig
 from agent.solvers import SolverConfig, solve_problem
 from agent.tasks import Problem, get_task
+from servers.process import free_port
 from servers.sglang import RouterPolicy, SGLangRouterSpec, launch
 
 VARIANTS: dict[str, tuple[RouterPolicy, tuple[str, ...]]] = {
@@ -86,18 +86,6 @@ def problems(count: int) -> list[Problem]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a live process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(args: argparse.Namespace, variant: str) -> Row:
     policy, extra = VARIANTS[variant]
     fake = {"tokens_per_completion": args.tokens, "prefill_per_token": args.prefill_per_token}
@@ -108,8 +96,8 @@ async def measure(args: argparse.Namespace, variant: str) -> Row:
         spec = SGLangRouterSpec(
             worker_urls=(first.url, second.url),
             policy=policy,
-            port=_free_port(),
-            prometheus_port=_free_port(),
+            port=free_port(),
+            prometheus_port=free_port(),
             extra_args=(*extra, "--log-level", "warn"),
         )
         log = Path(tempfile.gettempdir()) / f"treeloop-bench-router-{variant}.log"
@@ -137,7 +125,7 @@ async def measure(args: argparse.Namespace, variant: str) -> Row:
                     usages.append(solution.usage)
 
                 router_cpu, cpu, start = (
-                    _process_cpu(router.popen.pid),
+                    process_cpu_seconds(router.popen.pid),
                     time.process_time(),
                     time.perf_counter(),
                 )
@@ -145,7 +133,7 @@ async def measure(args: argparse.Namespace, variant: str) -> Row:
                     for problem in problems(args.problems):
                         tg.start_soon(one, problem)
                 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-                router_cpu = _process_cpu(router.popen.pid) - router_cpu
+                router_cpu = process_cpu_seconds(router.popen.pid) - router_cpu
             split = ((await first.stats()).requests, (await second.stats()).requests)
         finally:
             await anyio.to_thread.run_sync(router.stop)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,12 +39,7 @@ from agent.prompts import get_format
 from agent.runtime import Policy
 from agent.solvers import SolverConfig, solve_with
 from agent.tasks import Problem, get_task, load_task_problems
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from servers.process import free_port
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -58,7 +52,7 @@ def serve_process(
     extra: list[str], env: dict[str, str] | None = None, log: Path | None = None
 ) -> Iterator[tuple[str, int]]:
     """``python -m agent.serve`` on a free port; yields (base URL, pid) once /health answers."""
-    port = _free_port()
+    port = free_port()
     out = log.open("w") if log else subprocess.DEVNULL
     cmd = [sys.executable, "-m", "agent.serve", "--port", str(port), *extra]
     process = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stderr=out, stdout=out)

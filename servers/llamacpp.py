@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -24,7 +23,7 @@ import anyio
 from agent.errors import ConfigError
 from agent.settings import EmbeddedSettings
 from servers.models import BUNDLED, cache_dir, ensure_bundled_model
-from servers.process import ManagedProcess
+from servers.process import ManagedProcess, free_port
 
 __all__ = ["EmbeddedServer", "EmbeddedServerConfig", "main"]
 
@@ -82,7 +81,7 @@ class EmbeddedServer:
     def start(self) -> str:
         """Fetch the model if needed, start the server, wait until healthy; return its base URL."""
         model = self.config.model_path or ensure_bundled_model()
-        port = self.config.port or _free_port()
+        port = self.config.port or free_port()
         log_file = self.config.log_file or cache_dir() / "logs" / "llama-server.log"
         self.url = f"http://127.0.0.1:{port}"
         self.process = ManagedProcess.start(
@@ -119,12 +118,6 @@ class EmbeddedServer:
     async def __aexit__(self, *exc_info: object) -> None:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.stop)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -22,9 +23,16 @@ import httpx
 
 from agent.errors import ServerStartError
 
-__all__ = ["ManagedProcess", "exit_with_parent", "log_tail"]
+__all__ = ["ManagedProcess", "exit_with_parent", "free_port", "log_tail"]
 
 _POLL_SECONDS = 0.25
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def log_tail(path: Path, *, lines: int = 15) -> str:

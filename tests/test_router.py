@@ -11,7 +11,6 @@ spread over both; with round-robin they scatter.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from agent.search.config import SearchConfig
 from agent.solvers import SolverConfig, solve_problem
 from agent.tasks import get_task
 from agent.tasks.base import Problem
+from servers.process import free_port
 from servers.sglang import RouterPolicy, SGLangRouterSpec, launch
 
 pytest.importorskip("sglang_router", reason="sglang-router is in the dev extra: pip install -e '.[dev]'")
@@ -41,12 +41,6 @@ CONFIG = SolverConfig(
     max_tokens=64,
     search=SearchConfig(simulations=6, max_simulations=6, workers=2, max_depth=4),
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Worker:
@@ -69,8 +63,8 @@ def router(workers: list[Worker], policy: RouterPolicy, log_dir: Path, *extra: s
     spec = SGLangRouterSpec(
         worker_urls=tuple(w.server.url for w in workers),
         policy=policy,
-        port=_free_port(),
-        prometheus_port=_free_port(),
+        port=free_port(),
+        prometheus_port=free_port(),
         extra_args=extra,
     )
     process = launch(spec, log_file=log_dir / f"router-{policy}.log", startup_timeout=60)

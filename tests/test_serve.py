@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import openai
 import pytest
 
 from agent.fakes import FakeServer
+from servers.process import free_port
 
 KEY = "test-key-123"
 QUESTION = "Ann has 2 apples and buys 3 more. How many apples does she have?"
@@ -41,17 +41,11 @@ class Served:
         return {"Authorization": f"Bearer {KEY}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with FakeServer(0.05, 8) as fake, log.open("w") as stderr:
-        port = _free_port()
+        port = free_port()
         env = dict(
             os.environ, AGENT_SERVE__API_KEY=KEY, AGENT_SERVE__MAX_CONCURRENT="2", AGENT_SERVE__MAX_QUEUE="1"
         )

@@ -7,7 +7,6 @@ waits for its health route, and stops it on exit; its counters come over ``GET /
 
 from __future__ import annotations
 
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ import anyio
 import httpx
 
 from agent.fakes.server import FakeServerStats
-from servers.process import ManagedProcess
+from servers.process import ManagedProcess, free_port
 
 __all__ = ["RemoteFakeServer", "fake_server_process"]
 
@@ -48,9 +47,7 @@ async def fake_server_process(
     log_file: Path | None = None,
 ) -> AsyncIterator[RemoteFakeServer]:
     """A fresh fake server process with the ``FakeServer`` cost model (see ``agent.fakes.server``)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "agent.fakes.server", "--port", str(port), "--latency", str(latency)]
     command += ["--slots", str(slots), "--tokens", str(tokens_per_completion)]
