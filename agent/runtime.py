@@ -88,7 +88,11 @@ async def open_policy(settings: Settings, *, critics: str | None = None) -> Asyn
             server = await stack.enter_async_context(EmbeddedServer(config))
             # With slot affinity a request may wait at the server for its search's slot, so more are
             # kept in flight than there are slots (bench/throughput.py --pin-slots --in-flight).
-            pinned = {"slots": e.parallel, "max_concurrency": 4 * e.parallel} if e.slot_affinity else {}
+            pinned: dict[str, object] = (
+                {"slots": e.parallel, "max_concurrency": 4 * e.parallel} if e.slot_affinity else {}
+            )
+            if pinned and endpoint_settings.server_queue is None:
+                pinned["server_queue"] = 3 * e.parallel  # adaptive: as many as the fixed limit lets wait
             endpoint_settings = endpoint_settings.model_copy(
                 update={"url": server.url, "backend": "llamacpp", "max_concurrency": e.parallel, **pinned}
             )
@@ -166,4 +170,12 @@ async def _healthy(
             "or unset it to use the embedded CPU model.",
             url=endpoint.url,
         ) from exc
+    if endpoint_settings.adaptive:
+        governor = await stack.enter_async_context(endpoint.governed(queue=endpoint_settings.server_queue))
+        log.info(
+            "adaptive_concurrency",
+            url=endpoint.url,
+            limit=endpoint.limiter.total_tokens,
+            ceiling=governor.ceiling,
+        )
     return endpoint

@@ -50,6 +50,18 @@ class EndpointSettings(BaseModel):
         description="llama.cpp: the server's slot count, for slot affinity (each search's requests "
         "name one slot, so its prompts stay in that slot's cache); 0: off",
     )
+    adaptive: bool = Field(
+        default=False,
+        description="follow the server's load signals (llama.cpp /metrics, SGLang /get_load, vLLM /metrics): "
+        "keep between 1 and max_concurrency requests in flight so that its slots are busy and at most "
+        "server_queue requests wait there",
+    )
+    server_queue: int | None = Field(
+        default=None,
+        ge=0,
+        description="with adaptive: requests allowed to wait at the server (default: an eighth of its "
+        "slots, at least 2; with slot affinity, 3 per slot)",
+    )
 
 
 class RetrySettings(BaseModel):

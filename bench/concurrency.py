@@ -22,6 +22,7 @@ list[Usage]``; the default sends single requests whose prompts walk down a path,
 
     python bench/concurrency.py --latency 0.05 --slots 16 --requests 2000 --clients 256
     python bench/concurrency.py --workload searches --clients 256 --requests 4000 --limiters 1 2
+    python bench/concurrency.py --slots 64 --latency 0.2 --limiters 0.125 1 8 --adaptive --backends sglang
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import argparse
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -139,7 +140,7 @@ WORKLOADS: dict[str, Workload] = {"requests": drive, "searches": searches}
 @dataclass(frozen=True, slots=True)
 class Result:
     backend: str
-    limiter: int
+    limiter: str
     requests: int
     wall: float
     client_cpu: float
@@ -169,24 +170,31 @@ async def fake_server(args: argparse.Namespace) -> AsyncIterator[tuple[str, Stat
         yield server.url, server.stats, False
 
 
-async def measure(args: argparse.Namespace, *, backend: str, limiter: int) -> Result:
-    """One row: a fresh fake server, one endpoint with ``limiter`` slots, the workload run once."""
+async def measure(args: argparse.Namespace, *, backend: str, limiter: int, adaptive: bool = False) -> Result:
+    """One row: a fresh fake server, one endpoint with ``limiter`` slots (with ``adaptive``: at most
+    that many, the size following the server's load), the workload run once."""
     async with fake_server(args) as (url, stats, same_process):
         settings = EndpointSettings.model_validate(
             {"url": url, "backend": backend, "max_concurrency": limiter}
         )
-        async with make_endpoint(settings, retry=RetrySettings(attempts=1)) as endpoint:
+        async with (
+            make_endpoint(settings, retry=RetrySettings(attempts=1)) as endpoint,
+            AsyncExitStack() as stack,
+        ):
             await endpoint.health()
+            if adaptive:
+                await stack.enter_async_context(endpoint.governed(queue=args.queue))
             before = await stats()
             cpu, start = time.process_time(), time.perf_counter()
             usages = await WORKLOADS[args.workload](endpoint, clients=args.clients, requests=args.requests)
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
             after = await stats()
+            final_limit = endpoint.limiter.total_tokens
     server_cpu = after.cpu_seconds - before.cpu_seconds
     total = sum(usages, Usage())
     return Result(
         backend=backend,
-        limiter=limiter,
+        limiter=f"adaptive≤{limiter}→{final_limit}" if adaptive else str(limiter),
         requests=len(usages),
         wall=wall,
         client_cpu=cpu - server_cpu if same_process else cpu,
@@ -219,7 +227,7 @@ def table(args: argparse.Namespace, results: list[Result]) -> Table:
         q = statistics.quantiles(r.latencies, n=100) if len(r.latencies) > 1 else r.latencies * 99
         out.add_row(
             r.backend,
-            str(r.limiter),
+            r.limiter,
             f"{rate:.0f}",
             f"{ideal:.0f}",
             f"{100 * rate / ideal:.1f}",
@@ -251,7 +259,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     # the client side
     parser.add_argument(
-        "--backends", nargs="+", choices=["openai", "llamacpp"], default=["openai", "llamacpp"]
+        "--backends", nargs="+", choices=["openai", "llamacpp", "sglang"], default=["openai", "llamacpp"]
+    )
+    parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="after the fixed rows, one row per limiter size as the ceiling of a governed endpoint "
+        "(its size follows the server's load signals: agent.clients.load)",
+    )
+    parser.add_argument(
+        "--queue", type=int, default=None, help="adaptive: requests allowed to wait at the server"
     )
     parser.add_argument(
         "--limiters",
@@ -269,6 +286,9 @@ async def run(args: argparse.Namespace) -> list[Result]:
         for factor in args.limiters:
             limiter = max(1, round(factor * args.slots))
             results.append(await measure(args, backend=backend, limiter=limiter))
+        for factor in args.limiters if args.adaptive else ():
+            limiter = max(1, round(factor * args.slots))
+            results.append(await measure(args, backend=backend, limiter=limiter, adaptive=True))
     return results
 
 

@@ -113,6 +113,7 @@ class Backend(Protocol):
     """One model server, spoken to in its own dialect."""
 
     url: str
+    dialect: str  # "llamacpp", "sglang" or "openai": the server's native routes (load signals)
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
         """``n`` completions of ``prompt``. Raises an ``EndpointError`` subclass on failure."""

@@ -36,7 +36,8 @@ from tenacity import (
 )
 
 from agent.clients.base import Backend, CompletionResult, Sampling
-from agent.errors import EndpointTimeout, TransientEndpointError
+from agent.clients.load import LoadGovernor, governor_client, load_reader
+from agent.errors import ConfigError, EndpointError, EndpointTimeout, TransientEndpointError
 
 __all__ = ["URGENT", "Endpoint", "Guard", "PriorityLimiter", "RetryPolicy", "request_priority"]
 
@@ -103,14 +104,29 @@ class PriorityLimiter:
         finally:
             self._release()
 
-    def _release(self) -> None:
+    def set_total_tokens(self, total: int) -> None:
+        """Resize: a larger limit lets waiters in at once; a smaller one takes effect as requests
+        finish (none is interrupted)."""
+        if total < 1:
+            raise ValueError(f"a limiter needs at least one slot, got {total}")
+        self.total_tokens = total
+        while self.borrowed_tokens < self.total_tokens and self._hand_over():
+            self.borrowed_tokens += 1
+
+    def _hand_over(self) -> bool:
+        """Wake the next live waiter; whether there was one."""
         while self._waiters:
             entry = heapq.heappop(self._waiters)
             if entry[3]:
                 entry[3] = False
                 self.waiting -= 1
                 entry[2].set()  # type: ignore[attr-defined]
-                return  # the slot changes hands; borrowed_tokens stays
+                return True
+        return False
+
+    def _release(self) -> None:
+        if self.borrowed_tokens <= self.total_tokens and self._hand_over():
+            return  # the slot changes hands; borrowed_tokens stays
         self.borrowed_tokens -= 1
 
 
@@ -233,6 +249,41 @@ class Endpoint:
         result = await self.guard.call(lambda: self.backend.complete(prompt, sampling, n=n))
         usage = replace(result.usage, seconds=time.perf_counter() - start)
         return CompletionResult(result.completions, usage)
+
+    @contextlib.asynccontextmanager
+    async def governed(
+        self, *, queue: int | None = None, interval: float = 0.25
+    ) -> AsyncIterator[LoadGovernor]:
+        """Inside, the limiter follows the server's load (``agent.clients.load``): its size moves
+        between 1 and ``max_concurrency`` so that the server's slots are busy and at most ``queue``
+        requests wait there. ``ConfigError`` when the server does not publish its load."""
+        dialect = getattr(self.backend, "dialect", None)
+        if dialect not in ("llamacpp", "sglang", "openai"):
+            raise ConfigError(f"no load signals are known for the backend {type(self.backend).__name__}")
+        async with governor_client() as client:
+            read = load_reader(self.url, dialect, client=client)
+            governor = LoadGovernor(
+                self.limiter, read, ceiling=self.max_concurrency, queue=queue, interval=interval
+            )
+            try:
+                await governor.start()
+            except EndpointError as exc:
+                raise ConfigError(
+                    f"adaptive concurrency needs the server's load signals, and {self.url} did not give "
+                    f"them ({exc}). Start llama-server with --metrics (SGLang and vLLM publish them by "
+                    "default), or turn it off (AGENT_POLICY__ADAPTIVE=false)"
+                ) from exc
+            error: Exception | None = None
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(governor.run)
+                try:
+                    yield governor
+                except Exception as exc:  # re-raised as itself, not inside an ExceptionGroup
+                    error = exc
+                finally:
+                    tasks.cancel_scope.cancel()
+            if error is not None:
+                raise error
 
     async def health(self) -> None:
         """Return when the server answers its health route; a server that is restarting gets the

@@ -33,6 +33,8 @@ __all__ = ["LlamaCppBackend"]
 
 
 class LlamaCppBackend:
+    dialect = "llamacpp"  # which load signals it publishes (agent.clients.load)
+
     def __init__(
         self,
         url: str,

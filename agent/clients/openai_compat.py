@@ -29,6 +29,8 @@ __all__ = ["OpenAIBackend"]
 
 
 class OpenAIBackend:
+    dialect = "openai"  # which load signals it publishes (agent.clients.load)
+
     def __init__(
         self,
         url: str,

@@ -23,6 +23,8 @@ __all__ = ["SGLangBackend"]
 
 
 class SGLangBackend:
+    dialect = "sglang"  # which load signals it publishes (agent.clients.load)
+
     def __init__(
         self,
         url: str,

@@ -3,7 +3,9 @@
 Routes, in the real servers' shapes: ``POST /v1/completions`` (OpenAI), ``POST /completion``
 (llama.cpp native; a list for ``n_cmpl`` > 1), ``POST /generate`` (SGLang native; a list for
 ``sampling_params.n`` > 1), ``GET /health``, ``GET /v1/models``, and the ``GET /server_info`` and
-``/model_info`` that ``sglang-router`` reads when it registers a worker; and its own ``GET /stats``
+``/model_info`` that ``sglang-router`` reads when it registers a worker; the load signals
+(llama.cpp ``GET /metrics`` and ``/props``, SGLang ``GET /get_load``, vLLM's gauges in ``/metrics``:
+requests running and waiting, and the slot count); and its own ``GET /stats``
 (``FakeServerStats`` as JSON) for a client in another process.
 
 Cost model: at most ``slots`` requests are processed at once, the rest wait in a FIFO queue, and each
@@ -220,6 +222,8 @@ class FakeServer:
         return request.keep_alive
 
     async def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        if method == "GET" and path in _LOAD_ROUTES:
+            return 200, self._load(path)
         if method == "GET" and path in _READS:
             return 200, _READS[path]
         if method == "GET" and path == "/stats":  # for a client in another process
@@ -238,6 +242,26 @@ class FakeServer:
             return 200, render(data, *await self._generate(request))
         except Exception as exc:  # text_fn raised: answer as a crashing server would
             return 500, _error(500, f"{type(exc).__name__}: {exc}")
+
+    def _load(self, path: str) -> Any:
+        """The load signals, in each server's shape: llama.cpp ``/metrics`` (Prometheus text, with
+        vLLM's two gauges beside) and ``/props``, SGLang ``/get_load`` and ``/server_info``."""
+        running, waiting = self._now["active"], self._now["queued"]
+        if path == "/props":
+            return {"total_slots": self.slots}
+        if path == "/server_info":
+            return _INFO | {"max_running_requests": self.slots}
+        if path == "/get_load":
+            return [
+                {"dp_rank": 0, "num_reqs": running + waiting, "num_waiting_reqs": waiting, "num_tokens": 0}
+            ]
+        gauges = {
+            "llamacpp:requests_processing": running,
+            "llamacpp:requests_deferred": waiting,
+            "vllm:num_requests_running": running,
+            "vllm:num_requests_waiting": waiting,
+        }
+        return "".join(f"# TYPE {name} gauge\n{name} {value}\n" for name, value in gauges.items())
 
     # The model: wait for a slot, hold it ``latency`` seconds, write the completions.
 
@@ -364,6 +388,8 @@ _DIALECTS = {
     "/completion": (_parse_native, _native_body),
     "/generate": (_parse_sglang, _sglang_body),
 }
+_LOAD_ROUTES = ("/metrics", "/props", "/get_load", "/server_info")
+_PROMETHEUS = "text/plain; version=0.0.4"
 _INFO = {"model_path": "fake", "served_model_name": "fake", "is_generation": True}
 _READS = {
     "/health": {"status": "ok"},
@@ -453,7 +479,11 @@ def _error(status: int, message: str) -> dict[str, Any]:
 
 
 async def _send(writer: asyncio.StreamWriter, status: int, payload: Any, *, keep: bool) -> None:
-    write_response(writer, status, json.dumps(payload).encode(), keep=keep)
+    """JSON, or a string as Prometheus text."""
+    if isinstance(payload, str):
+        write_response(writer, status, payload.encode(), keep=keep, headers=(("Content-Type", _PROMETHEUS),))
+    else:
+        write_response(writer, status, json.dumps(payload).encode(), keep=keep)
     await writer.drain()
 
 
