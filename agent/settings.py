@@ -91,6 +91,18 @@ class EmbeddedSettings(BaseModel):
         default=True,
         description="each search's requests name one slot, and 4 requests per slot are kept in flight",
     )
+    cache_reuse: int = Field(
+        default=0,
+        ge=0,
+        description="llama.cpp cache_reuse: the shortest chunk of a slot's cached prompt reused by KV "
+        "shifting when the prompts differ in the middle (0: off)",
+    )
+    ram_cache_mib: int | None = Field(
+        default=None,
+        ge=0,
+        description="host-RAM prompt cache (MiB) that restores a prompt's state into any slot; default: "
+        "llama.cpp's 8 GiB, off when LoRA adapters are loaded (it is not adapter-aware)",
+    )
     log_file: Path | None = Field(default=None, description="default: <cache>/logs/llama-server.log")
     lora: tuple[Path, ...] = Field(default=(), description="GGUF LoRA adapters to load (index = position)")
     startup_timeout: float = Field(default=300.0, gt=0)

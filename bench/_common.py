@@ -22,7 +22,7 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +83,7 @@ class RecordingBackend:
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.url = inner.url
+        self.dialect = inner.dialect
         self.calls: list[Call] = []
 
     async def complete(self, prompt: str, sampling: Sampling, *, n: int = 1) -> CompletionResult:
@@ -135,6 +136,7 @@ class Bench:
     threads: int
     in_flight: int = 0  # the client's limiter (0: parallel)
     pinned: bool = False  # slot affinity
+    extras: tuple[str, ...] = ()  # other server or client options, for the table's title
 
     @property
     def policy(self) -> Policy:
@@ -145,6 +147,7 @@ class Bench:
             f"embedded llama.cpp, bundled SmolLM2-135M-Instruct, {self.parallel} slots, "
             f"{self.threads} threads, {self.in_flight or self.parallel} requests in flight"
             + (", slot affinity" if self.pinned else "")
+            + "".join(f", {extra}" for extra in self.extras)
         )
 
 
@@ -161,6 +164,16 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=os.cpu_count() or 2, help="server threads (default: all cores)"
     )
     group.add_argument("--ctx-per-slot", type=int, default=2048, help="context per slot (2048)")
+    group.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="the client's limit follows the server's load signals, up to --in-flight (agent.clients.load)",
+    )
+    group.add_argument(
+        "--server-queue", type=int, help="with --adaptive: requests allowed to wait at the server"
+    )
+    group.add_argument("--cache-reuse", type=int, default=0, help="llama.cpp cache_reuse chunk (0: off)")
+    group.add_argument("--ram-cache-mib", type=int, help="host-RAM prompt cache, MiB (default: llama.cpp's)")
     group.add_argument("--server-log", type=Path, help="native server log (default: the cache's logs/)")
     group.add_argument("--timeout", type=float, default=600.0, help="seconds per request attempt (600)")
 
@@ -174,13 +187,20 @@ async def embedded_bench(args: argparse.Namespace, *, warm_up: bool = True) -> A
         threads=args.threads,
         ctx_per_slot=args.ctx_per_slot,
         log_file=args.server_log,
+        cache_reuse=args.cache_reuse,
+        ram_cache_mib=args.ram_cache_mib,
     )
     async with EmbeddedServer(config) as server:
         pin = args.parallel if args.pin_slots else 0
         backend = LlamaCppBackend(server.url, max_n=args.parallel, timeout=args.timeout, pin_slots=pin)
         recorder = RecordingBackend(backend)
         in_flight = args.in_flight or args.parallel
-        async with Endpoint(recorder, max_concurrency=in_flight, timeout=args.timeout) as endpoint:
+        async with (
+            Endpoint(recorder, max_concurrency=in_flight, timeout=args.timeout) as endpoint,
+            AsyncExitStack() as stack,
+        ):
+            if args.adaptive:
+                await stack.enter_async_context(endpoint.governed(queue=args.server_queue))
             bench = Bench(
                 endpoint=endpoint,
                 recorder=recorder,
@@ -190,6 +210,15 @@ async def embedded_bench(args: argparse.Namespace, *, warm_up: bool = True) -> A
                 threads=args.threads,
                 in_flight=in_flight,
                 pinned=bool(pin),
+                extras=tuple(
+                    label
+                    for label, on in (
+                        (f"adaptive (server queue {args.server_queue or 'default'})", args.adaptive),
+                        (f"cache_reuse {args.cache_reuse}", args.cache_reuse),
+                        (f"RAM cache {args.ram_cache_mib} MiB", args.ram_cache_mib is not None),
+                    )
+                    if on
+                ),
             )
             await endpoint.health()
             if warm_up:

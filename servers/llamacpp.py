@@ -42,6 +42,18 @@ class EmbeddedServerConfig:
     lora_scale: float = 0.0  # scale every adapter starts with (0: loaded, applied only per request)
     log_file: Path | None = None
     startup_timeout: float = 300.0
+    cache_reuse: int = 0  # llama.cpp --cache-reuse: shortest chunk reused from a slot's cache by KV shifting
+    ram_cache_mib: int | None = None  # host-RAM prompt cache; None: llama.cpp's 8 GiB, 0 with adapters
+
+    def __post_init__(self) -> None:
+        if self.lora and self.ram_cache_mib:
+            raise ConfigError(
+                "the host-RAM prompt cache cannot be used with LoRA adapters: llama.cpp restores a "
+                "cached prompt state without checking which adapter computed it. Leave "
+                "AGENT_EMBEDDED__RAM_CACHE_MIB unset (or 0) when adapters are loaded"
+            )
+        if self.cache_reuse < 0 or (self.ram_cache_mib is not None and self.ram_cache_mib < 0):
+            raise ConfigError("cache_reuse and ram_cache_mib must be >= 0")
 
     @classmethod
     def from_settings(cls, settings: EmbeddedSettings) -> EmbeddedServerConfig:
@@ -56,6 +68,8 @@ class EmbeddedServerConfig:
             lora=settings.lora,
             log_file=settings.log_file,
             startup_timeout=settings.startup_timeout,
+            cache_reuse=settings.cache_reuse,
+            ram_cache_mib=settings.ram_cache_mib,
         )
 
     def command(self, *, model: Path, port: int) -> list[str]:
@@ -67,6 +81,10 @@ class EmbeddedServerConfig:
             command += ["--lora", str(adapter)]
         if self.lora:
             command += ["--lora-scale", str(self.lora_scale)]
+        if self.cache_reuse:
+            command += ["--cache-reuse", str(self.cache_reuse)]
+        if self.ram_cache_mib is not None:
+            command += ["--ram-cache-mib", str(self.ram_cache_mib)]
         return command
 
 
@@ -131,6 +149,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll", type=int, default=50, help="worker busy-poll level, 0-100")
     parser.add_argument("--lora", type=Path, action="append", default=[], help="GGUF LoRA adapter")
     parser.add_argument("--lora-scale", type=float, default=0.0, help="initial scale of every adapter")
+    parser.add_argument(
+        "--cache-reuse",
+        type=int,
+        default=0,
+        help="shortest chunk reused from a slot's cache by KV shifting (0: off)",
+    )
+    parser.add_argument(
+        "--ram-cache-mib", type=int, help="host-RAM prompt cache size (default: llama.cpp's; 0 with adapters)"
+    )
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone (no orphan servers)")
     args = parser.parse_args(argv)
 
@@ -149,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     params.port = args.port
     params.endpoint_metrics = True
     params.endpoint_slots = True
+    params.n_cache_reuse = args.cache_reuse
+    if args.ram_cache_mib is not None:
+        params.cache_ram_mib = args.ram_cache_mib
     if args.lora:
         # llama.cpp's RAM prompt cache restores prompt states without checking which adapters they
         # were computed with, so a request could reuse another adapter's state: keep it off.

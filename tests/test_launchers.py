@@ -461,3 +461,17 @@ def test_launch_without_sglang_installed_is_a_server_start_error(tmp_path: Path)
     with pytest.raises(ServerStartError, match="sglang"):
         sglang.launch(SGLangSpec(model_path="m", port=port), log_file=log_file, startup_timeout=30.0)
     assert "sglang" in log_file.read_text()
+
+
+def test_embedded_server_cache_options_reach_its_command_and_the_ram_cache_refuses_adapters() -> None:
+    from agent.settings import EmbeddedSettings
+    from servers.llamacpp import EmbeddedServerConfig
+
+    config = EmbeddedServerConfig.from_settings(EmbeddedSettings(cache_reuse=256, ram_cache_mib=0))
+    command = config.command(model=Path("m.gguf"), port=1)
+    assert command[command.index("--cache-reuse") + 1] == "256"
+    assert command[command.index("--ram-cache-mib") + 1] == "0"
+    assert "--ram-cache-mib" not in EmbeddedServerConfig().command(model=Path("m.gguf"), port=1)
+    EmbeddedServerConfig(lora=(Path("a.gguf"),), ram_cache_mib=0)  # off: allowed
+    with pytest.raises(ConfigError, match="RAM prompt cache cannot be used with LoRA"):
+        EmbeddedServerConfig(lora=(Path("a.gguf"),), ram_cache_mib=1024)
