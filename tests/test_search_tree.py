@@ -295,6 +295,25 @@ def test_a_simulation_reaching_a_terminal_widens_the_deepest_node_below_c_max() 
     tree.release(ticket)
 
 
+def test_skip_settled_widens_above_a_node_whose_terminals_agree() -> None:
+    config = SearchConfig(c_min_root=1, c_max_root=2, c_min=1, c_max=3, max_depth=2, skip_settled=True)
+    tree = Tree("q", config)
+    _terminal_chain(tree, "a")  # root -> step
+    _terminal_chain(tree, "a")  # step -> terminal "a": the step's one child settles it
+    step = tree.nodes[1]
+    ticket = tree.select()  # the root is widened instead of the settled step
+    assert ticket is not None and ticket.kind == "expand" and ticket.node == 0
+    assert tree.root.width == 2 and step.width == 1
+    tree.expand(ticket, option="other", value=0.0, terminal=False)  # the root is now at its c_max
+    for child in tree.root.children:
+        tree.nodes[child].value_sum = -9.0 if child != step.id else 9.0  # select the settled branch
+    ticket = tree.select()  # nothing but the settled step can widen: it does, as without the option
+    assert ticket is not None and ticket.node == step.id and step.width == 2
+    tree.expand(ticket, option="b", value=0.5, terminal=True, answer="b")
+    assert not tree._settled(step)  # two answers: widened again like any other node
+    assert tree._widen([0, step.id, step.children[0]]) == 1
+
+
 def test_without_widening_a_full_tree_only_revisits_its_terminals() -> None:
     config = SearchConfig(c_min_root=1, c_max_root=2, c_min=1, c_max=3, max_depth=2, widen=False)
     tree = Tree("q", config)

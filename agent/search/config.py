@@ -58,6 +58,10 @@ class SearchConfig:
     # terminal only when the whole path is at c_max. Without it a narrow tree stops growing once
     # every node is full, and the rest of the budget only re-counts the terminals it has.
     widen: bool = True
+    # Widening passes over a node whose children are all terminals agreeing on one answer (another
+    # sibling there, typically an answer line after the same computation, would repeat it) and
+    # widens a shallower node instead, where a new step can still change the answer.
+    skip_settled: bool = False
     # Sibling batching: an expansion reserves every free child slot of its node and generates the
     # options in one request with n completions (one prompt evaluation); near-duplicates within a
     # batch are merged at once (no re-sampling). The greedy first child is always generated alone.

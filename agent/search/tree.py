@@ -138,17 +138,33 @@ class Tree:
         return node.width - len(node.children) - node.duplicates - node.pending
 
     def _widen(self, path: list[int]) -> int | None:
-        """Give the deepest non-terminal node on ``path`` below its c_max one more child slot.
+        """Give the deepest non-terminal node on ``path`` below its c_max one more child slot (with
+        ``skip_settled``, passing over nodes whose children are all terminals agreeing on one answer,
+        unless no other node can widen).
 
         Returns that node's index in ``path``, or None when every node on it is at c_max.
         """
+        fallback = None
         for at in range(len(path) - 2, -1, -1):
             node = self.nodes[path[at]]
             if node.depth >= self.config.max_depth or node.width >= self.config.c_max_at(node.depth):
                 continue
+            if self.config.skip_settled and self._settled(node):
+                fallback = at if fallback is None else fallback
+                continue
             node.width += 1  # used <= width always holds, so the new slot is free
             return at
-        return None
+        if fallback is not None:
+            self.nodes[path[fallback]].width += 1
+        return fallback
+
+    def _settled(self, node: Node) -> bool:
+        """Every child is a terminal and they all give one answer: another sibling would most likely
+        repeat it (typically the answer line after a computation step)."""
+        children = [self.nodes[i] for i in node.children]
+        return (
+            len(children) > 0 and all(c.terminal for c in children) and len({c.answer for c in children}) == 1
+        )
 
     def _best_child(self, node: Node) -> Node | None:
         children = [self.nodes[i] for i in node.children if not self._blocked(self.nodes[i])]
