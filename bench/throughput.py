@@ -24,6 +24,7 @@ by this benchmark with its server and by every other process during each phase.
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import dataclass
 
 import anyio
@@ -176,6 +177,7 @@ async def _run(args: argparse.Namespace) -> None:
             "tok/request",
             "prompt tok/problem",
             "cached %",
+            "median uncached tok/request",
             "our CPU",
             "others' CPU",
         ],
@@ -187,6 +189,9 @@ async def _run(args: argparse.Namespace) -> None:
             "MCTS gen tok/s counts policy + critic completion tokens (SearchResult usage; "
             f"{mcts.completion} here, {recorded_completion} in the recorded requests); "
             "'prompt tok evaluated' = prompt tokens not served from the cache, work the peak rows barely do.",
+            "median uncached tok/request: prompt tokens a request made the server evaluate, typically; "
+            "a step that continues its parent in the same slot needs only the separator the parent "
+            "sampled (stop strings are sampled, not decoded) and the tokens after it.",
             "hit cap = completions that ran to max_tokens (no ignore_eos: the rest stopped by themselves).",
             "our CPU / others' CPU = cores used on average by this benchmark and its server / by every "
             "other process on the machine (from /proc); others' CPU above ~0.1 means the numbers are "
@@ -213,6 +218,9 @@ def _row(p: Phase, best: float, problems: int) -> list[object]:
         round(usage.completion_tokens / requests, 1) if requests else None,
         "-" if p.name.startswith("peak") else round(usage.prompt_tokens / problems),
         f"{100 * usage.cached_ratio:.0f}",
+        statistics.median(c.usage.prompt_tokens - c.usage.cached_tokens for c in p.calls)
+        if p.calls
+        else None,
         f"{p.ours:.2f}",
         f"{p.others:.2f}",
     ]
