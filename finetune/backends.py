@@ -19,6 +19,7 @@ to cover transformers fully, the entry script should ``import unsloth`` before t
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -55,23 +56,48 @@ def train(
     config: LoraTrainConfig | None = None,
     eval_examples: Sequence[Example] | None = None,
     backend: Backend = "auto",
+    init_adapter: Path | None = None,
 ) -> TrainResult:
-    """Fine-tune a LoRA on ``base`` (default: the bundled GGUF) and save it to ``out_dir``; blocking."""
+    """Fine-tune a LoRA on ``base`` (default: the bundled GGUF) and save it to ``out_dir``; blocking.
+
+    With ``init_adapter`` (a PEFT adapter directory of the same base) training continues from that
+    adapter, with its own rank, alpha and target modules, instead of starting a new one."""
     config = config or LoraTrainConfig()
+    if init_adapter is not None and not (Path(init_adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"{init_adapter} is not a PEFT adapter directory (no adapter_config.json)")
     if choose_backend(backend) == "unsloth":
-        model, tokenizer = _load_unsloth(base, config=config)
+        model, tokenizer = _load_unsloth(base, config=config, init_adapter=init_adapter)
     else:
         model, tokenizer = load_base(base)
+        if init_adapter is not None:
+            from peft import PeftModel
+
+            with warnings.catch_warnings():  # peft asks transformers>=5 a deprecated question
+                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+                model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     return train_lora(model, tokenizer, examples, config=config, out_dir=out_dir, eval_examples=eval_examples)
 
 
-def _load_unsloth(base: Path | str | None, *, config: LoraTrainConfig) -> tuple[Any, Any]:
-    """An Unsloth model with LoRA layers added, ready for ``train_lora`` (which leaves it wrapped)."""
+def _load_unsloth(
+    base: Path | str | None, *, config: LoraTrainConfig, init_adapter: Path | None = None
+) -> tuple[Any, Any]:
+    """An Unsloth model with LoRA layers added (or ``init_adapter``'s, loaded with its base), ready for
+    ``train_lora`` (which leaves it wrapped)."""
     import unsloth  # noqa: F401  (patches transformers, peft and trl when imported)
     from unsloth import FastLanguageModel
 
     source = Path(base) if base is not None else ensure_bundled_model()
     name = str(cached_hf_dir(source)) if source.suffix == ".gguf" else str(base)
+    if init_adapter is not None:  # an adapter directory loads with the base its config names
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=str(init_adapter),
+            max_seq_length=config.max_len,
+            dtype=None,
+            load_in_4bit=False,
+            random_state=config.seed,
+        )
+        FastLanguageModel.for_training(model)
+        return model, tokenizer
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=name,
         max_seq_length=config.max_len,

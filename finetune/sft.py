@@ -4,8 +4,8 @@
 
 Reads ``{"prompt": ..., "completion": ...}`` lines (the prompt exactly as the policy sees it, the
 completion the kept solution ending with the end-of-turn token), trains a LoRA from the base model
-with the loss on the completion only (algorithm.md §9: each round retrains from the base on the
-accumulated data), stops early on a held-out split, and writes:
+with the loss on the completion only (each round retrains from the base on the accumulated data;
+``--init-adapter`` continues an earlier adapter instead), stops early on a held-out split, and writes:
 
 - ``adapter/``       the PEFT adapter (``adapter_config.json``, ``adapter_model.safetensors``),
                      what SGLang and vLLM load;
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out_dir=out / "adapter",
         eval_examples=eval_examples or None,
         backend=args.backend,
+        init_adapter=args.init_adapter,
     )
 
     # --- export for llama.cpp ---
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "data_sha256": hashlib.sha256(args.data.read_bytes()).hexdigest(),
         "examples": {"train": len(train_examples), "eval": len(eval_examples)},
         "base": str(base),
+        "init_adapter": str(args.init_adapter) if args.init_adapter else None,
         "config": {k: v for k, v in vars(config).items() if not k.startswith("_")},
         "result": {
             "steps": result.steps,
@@ -136,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--base", help="base model: GGUF path, HF directory or hub id (default: bundled)")
     parser.add_argument("--backend", choices=("auto", "peft", "unsloth"), default="auto")
+    parser.add_argument(
+        "--init-adapter",
+        type=Path,
+        help="continue training this PEFT adapter directory (of the same base) instead of a new LoRA",
+    )
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone (no orphan training)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")

@@ -342,3 +342,22 @@ def test_improve_cli_refuses_a_dataset_task_without_data_before_starting_a_serve
 
     assert main(["--task", "gsm8k", "--runs", "/nonexistent"]) == 2
     assert "needs --data" in capsys.readouterr().err
+
+
+def test_training_from_the_promoted_adapter_takes_this_cycles_rows_and_its_peft_dir(tmp_path: Path) -> None:
+    from agent.improve.__main__ import build_parser
+    from agent.improve.cycle import _peft_dir, _this_cycle
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": str(i), "cycle": c, "prompt": "p", "completion": "c"}) + "\n"
+            for i, c in enumerate([1, 1, 2, 3, 2])
+        )
+    )
+    path, count = _this_cycle(data, 2, tmp_path / "sft-cycle.jsonl")
+    assert count == 2 and [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["2", "4"]
+    assert _peft_dir(Path("runs/x/cycle_1/adapter/adapter.gguf")) == Path("runs/x/cycle_1/adapter/adapter")
+    assert _peft_dir(Path("runs/x/cycle_1/adapter/adapter")) == Path("runs/x/cycle_1/adapter/adapter")
+    assert build_parser().parse_args(["--train-from", "promoted"]).train_from == "promoted"
+    assert build_parser().parse_args([]).train_from == "base"

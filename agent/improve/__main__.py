@@ -80,6 +80,7 @@ async def _main(args: argparse.Namespace) -> int:
         filter=FilterConfig(gamma=args.gamma, require_correct=not args.no_correctness, pick=args.pick),
         sft_epochs=args.epochs,
         sft_max_steps=args.max_steps,
+        train_from=args.train_from,
         base=args.base or (settings.policy.model if remote else None),
         refresh_critics=args.refresh_critics,
         critic_steps=args.critic_steps,
@@ -167,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
     parser.add_argument("--max-steps", type=int, help="cap on fine-tuning optimizer steps")
+    parser.add_argument(
+        "--train-from",
+        choices=("base", "promoted"),
+        default="base",
+        help="base: a new LoRA from the base model on every trajectory kept so far (default, the "
+        "paper); promoted: continue the promoted policy adapter on this cycle's trajectories only",
+    )
     parser.add_argument(
         "--base",
         help="model to fine-tune: GGUF, HF directory or hub id (default: the bundled model, or "

@@ -103,6 +103,9 @@ class CycleConfig:
     sft_epochs: int = 3
     sft_max_steps: int | None = None
     sft_lr: float = 2e-4
+    # "base": each cycle trains a new LoRA from the base model on every trajectory kept so far (the
+    # paper); "promoted": it continues the promoted policy adapter on this cycle's trajectories only.
+    train_from: str = "base"
     base: str | None = None  # the served model to fine-tune (GGUF, HF dir or hub id; None: bundled)
     refresh_critics: bool = False  # retrain value/PRM/ORM each cycle on the search trees' paths
     critic_steps: int = 40  # optimizer steps of the critic adapter when refreshing
@@ -311,6 +314,18 @@ def _decision(record: dict[str, Any]) -> Decision:
     return Decision(**fields)
 
 
+def _peft_dir(adapter: Path) -> Path:
+    """The PEFT directory of a cycle's adapter (its GGUF lies beside it, named adapter.gguf)."""
+    return adapter.parent / "adapter" if adapter.suffix == ".gguf" else adapter
+
+
+def _this_cycle(data: Path, k: int, path: Path) -> tuple[Path, int]:
+    """The rows of ``data`` kept in cycle ``k`` only, written to ``path``; and how many."""
+    rows = [line for line in data.read_text().splitlines() if json.loads(line).get("cycle") == k]
+    write_lines_atomic(path, rows)
+    return path, len(rows)
+
+
 def step_data(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> Path:
     """All trajectories kept in cycles 1..k, as SFT examples: the policy's prompt, the solution."""
     path = out / "sft.jsonl"
@@ -424,8 +439,14 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     examples = data_info.get("examples", 0)
     trained: dict[str, Any] = {"files": {}}
     adapter = None
+    init_adapter = None
+    if cfg.train_from == "promoted" and current.policy is not None:
+        init_adapter = _peft_dir(current.policy[1])
+        data, examples = await anyio.to_thread.run_sync(
+            _this_cycle, data, k, out / "data" / "sft-cycle.jsonl"
+        )
     if examples:
-        trained = await step_train(cfg, data, out / "adapter")
+        trained = await step_train(cfg, data, out / "adapter", init_adapter=init_adapter)
         adapter = out / "adapter" / ("adapter.gguf" if "gguf" in trained["files"] else "adapter")
     critics, critics_note = dict(current.critics), "critics fixed"
     if cfg.refresh_critics:
@@ -436,7 +457,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
             critics, critics_note = refreshed, "critics retrained"
     candidate = Served(policy=(f"cycle_{k}", adapter) if adapter else current.policy, critics=critics)
     if candidate == current:
-        evaluation, promoted, why = baseline, False, "no trajectory kept so far: nothing to fine-tune"
+        evaluation, promoted, why = baseline, False, "no trajectory to train on: nothing to fine-tune"
     elif decided:
         evaluation, promoted, why = decided["evaluation"], decided["promoted"], decided["why"]
         if promoted:

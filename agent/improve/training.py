@@ -28,8 +28,11 @@ __all__ = ["CRITIC_ROLES", "critic_trajectories", "step_critics", "step_train"]
 CRITIC_ROLES = ("orm", "value", "prm")
 
 
-async def step_train(cfg: CycleConfig, data: Path, out: Path) -> dict[str, Any]:
-    """``python -m finetune.sft`` in its own process (its manifest marks it done)."""
+async def step_train(
+    cfg: CycleConfig, data: Path, out: Path, *, init_adapter: Path | None = None
+) -> dict[str, Any]:
+    """``python -m finetune.sft`` in its own process (its manifest marks it done); with
+    ``init_adapter`` it continues that PEFT adapter."""
     manifest = anyio.Path(out / "manifest.json")
     if await manifest.exists():
         return json.loads(await manifest.read_text())
@@ -39,6 +42,8 @@ async def step_train(cfg: CycleConfig, data: Path, out: Path) -> dict[str, Any]:
         command += ["--max-steps", str(cfg.sft_max_steps)]
     if cfg.base:
         command += ["--base", cfg.base]
+    if init_adapter is not None:
+        command += ["--init-adapter", str(init_adapter)]
     return await _run_job(command, out, what="fine-tuning")
 
 
