@@ -14,17 +14,23 @@ pytest.importorskip("gguf")
 from finetune.sft import main
 
 
-def test_sft_job_trains_exports_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "sft.jsonl"
-    prompt = "<|im_start|>user\nWhat is {a} + {b}?<|im_end|>\n<|im_start|>assistant\n"
+def arithmetic_rows(path: Path, op: str) -> Path:
+    """Four chat-format SFT rows answering ``a op b`` (op: + or *), written to ``path``."""
+    prompt = "<|im_start|>user\nWhat is {a} " + op + " {b}?<|im_end|>\n<|im_start|>assistant\n"
+    result = {"+": int.__add__, "*": int.__mul__}[op]
     rows = [
         {
             "prompt": prompt.format(a=a, b=b),
-            "completion": f"{a} + {b} = {a + b}\nThe answer is {a + b}.<|im_end|>",
+            "completion": f"{a} {op} {b} = {result(a, b)}\nThe answer is {result(a, b)}.<|im_end|>",
         }
         for a, b in [(2, 3), (4, 5), (7, 1), (6, 6)]
     ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_sft_job_trains_exports_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = arithmetic_rows(tmp_path / "sft.jsonl", "+")
     out = tmp_path / "adapter"
     assert main(["--data", str(data), "--out", str(out), "--max-steps", "2", "--batch-size", "2"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
@@ -47,16 +53,7 @@ def test_sft_job_rejects_bad_data(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_sft_job_continues_an_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from safetensors.torch import load_file
 
-    data = tmp_path / "sft.jsonl"
-    prompt = "<|im_start|>user\nWhat is {a} * {b}?<|im_end|>\n<|im_start|>assistant\n"
-    rows = [
-        {
-            "prompt": prompt.format(a=a, b=b),
-            "completion": f"{a} * {b} = {a * b}\nThe answer is {a * b}.<|im_end|>",
-        }
-        for a, b in [(2, 3), (4, 5), (7, 1), (6, 6)]
-    ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = arithmetic_rows(tmp_path / "sft.jsonl", "*")
     first = tmp_path / "first"
     common = ["--data", str(data), "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2"]
     assert main([*common, "--out", str(first), "--r", "4"]) == 0

@@ -61,9 +61,9 @@ class ServerLoad:
 LoadReader = Callable[[], Awaitable[ServerLoad]]
 
 
-def parse_prometheus(text: str, names: tuple[str, ...]) -> dict[str, float]:
+def parse_prometheus(text: str, names: tuple[str, ...], *, url: str = "") -> dict[str, float]:
     """The summed value of each metric in ``names`` (over its label sets) in a Prometheus text
-    exposition; ``EndpointGarbled`` when one is missing."""
+    exposition from ``url``; ``EndpointGarbled`` when one is missing."""
     found: dict[str, float] = {}
     try:
         for family in text_string_to_metric_families(text):
@@ -71,10 +71,10 @@ def parse_prometheus(text: str, names: tuple[str, ...]) -> dict[str, float]:
                 if sample.name in names:
                     found[sample.name] = found.get(sample.name, 0.0) + float(sample.value)
     except ValueError as exc:
-        raise EndpointGarbled(f"unreadable Prometheus metrics: {exc}", url="") from exc
+        raise EndpointGarbled(f"{url}/metrics: unreadable Prometheus metrics: {exc}", url=url) from exc
     missing = [n for n in names if n not in found]
     if missing:
-        raise EndpointGarbled(f"the metrics have no {', '.join(missing)}", url="")
+        raise EndpointGarbled(f"{url}/metrics has no {', '.join(missing)}", url=url)
     return found
 
 
@@ -107,10 +107,7 @@ class _Reader:
             else ("vllm:num_requests_running", "vllm:num_requests_waiting")
         )
         response = await send(self.client, "GET", f"{self.url}/metrics")
-        try:
-            values = parse_prometheus(response.text, names)
-        except EndpointGarbled as exc:
-            raise EndpointGarbled(f"{self.url}/metrics: {exc}", url=self.url) from exc
+        values = parse_prometheus(response.text, names, url=self.url)
         return ServerLoad(
             running=int(values[names[0]]), waiting=int(values[names[1]]), capacity=self._capacity
         )

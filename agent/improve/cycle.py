@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import structlog
@@ -105,7 +105,7 @@ class CycleConfig:
     sft_lr: float = 2e-4
     # "base": each cycle trains a new LoRA from the base model on every trajectory kept so far (the
     # paper); "promoted": it continues the promoted policy adapter on this cycle's trajectories only.
-    train_from: str = "base"
+    train_from: Literal["base", "promoted"] = "base"
     base: str | None = None  # the served model to fine-tune (GGUF, HF dir or hub id; None: bundled)
     refresh_critics: bool = False  # retrain value/PRM/ORM each cycle on the search trees' paths
     critic_steps: int = 40  # optimizer steps of the critic adapter when refreshing
