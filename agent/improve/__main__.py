@@ -25,6 +25,7 @@ import anyio
 
 from agent.cli import add_policy_args, add_search_args, policy_overrides, run_cli, search_config
 from agent.errors import ConfigError
+from agent.improve.curriculum import CurriculumConfig
 from agent.improve.cycle import CycleConfig, check_data, run_cycle
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig
@@ -72,6 +73,7 @@ async def _main(args: argparse.Namespace) -> int:
         heldout_data=args.heldout_data,
         prompt=settings.prompt,
         train_prompts=args.train_prompts,
+        curriculum=CurriculumConfig(kind=args.curriculum, advance=args.advance),
         heldout=args.heldout,
         synthetic_ratio=args.synthetic_ratio,
         seed=args.seed,
@@ -142,6 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
         "never searched, imagined or trained on",
     )
     parser.add_argument("--train-prompts", type=int, default=40, help="real training prompts per cycle")
+    parser.add_argument(
+        "--curriculum",
+        choices=("none", "steps"),
+        default="none",
+        help="steps: draw each cycle's training prompts by difficulty (solution steps; MATH: level), "
+        "starting at the easiest and moving on once a level's searches keep --advance of its prompts; "
+        "half of them at that level, the rest reviewing easier ones (default none: as they come)",
+    )
+    parser.add_argument(
+        "--advance",
+        type=float,
+        default=0.25,
+        help="with --curriculum steps: the share of a level's prompts kept that passes it (default 0.25)",
+    )
     parser.add_argument("--heldout", type=int, default=40, help="held-out problems for evaluation")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5, help="share of imagined prompts")
     parser.add_argument(

@@ -42,6 +42,7 @@ import structlog
 from agent.driver import SharedBudget
 from agent.errors import ConfigError
 from agent.evaluate import evaluate, save_tree
+from agent.improve.curriculum import CurriculumConfig, choose, cycle_levels
 from agent.improve.imagine import ImagineConfig, imagine, mix
 from agent.improve.select import Decision, FilterConfig, select_trajectory
 from agent.improve.training import CRITIC_ROLES, step_critics, step_train
@@ -63,6 +64,7 @@ __all__ = [
     "check_data",
     "check_disjoint",
     "heldout_problems",
+    "real_prompts",
     "run_cycle",
     "training_prompts",
 ]
@@ -93,6 +95,7 @@ class CycleConfig:
     heldout_data: str | None = None  # evaluation problems; arith: the generated test split
     prompt: str | None = None  # the task's prompt variant (agent.tasks.variants; None: its default)
     train_prompts: int = 40  # real training prompts per cycle (imagination seeds)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)  # which of them, by difficulty
     heldout: int = 40  # held-out test problems for evaluation
     synthetic_ratio: float = 0.5  # share of imagined prompts in the searched set
     seed: int = 0
@@ -192,15 +195,35 @@ def _training_pool(task: str, data: str, seed: int) -> list[Problem]:
 
 
 def training_prompts(k: int, cfg: CycleConfig) -> list[Problem]:
-    """Cycle ``k``'s real training prompts: generated ones (arith), or the k-th slice of the training
-    problems (wrapping around once they are all used)."""
+    """Cycle ``k``'s real training prompts (see ``real_prompts``)."""
+    return real_prompts(k, cfg)[0]
+
+
+def real_prompts(k: int, cfg: CycleConfig) -> tuple[list[Problem], dict[str, Any]]:
+    """Cycle ``k``'s real training prompts and, with a curriculum, what chose them.
+
+    Without a curriculum: generated ones (arith), or the k-th slice of the training problems
+    (wrapping around once they are all used). With one (``agent.improve.curriculum``): drawn by
+    difficulty from the cycle's generated problems or from the training problems not yet searched.
+    """
+    if cfg.task != "arith":
+        check_data(cfg)
+        assert cfg.data is not None
+    if cfg.curriculum.kind == "steps":
+        if cfg.task == "arith":  # the first train_prompts of these are the cycle's prompts without one
+            pool = load_task_problems(
+                cfg.task, split="train", limit=max(200, 10 * cfg.train_prompts), seed=cfg.seed + k
+            )
+        else:
+            assert cfg.data is not None
+            pool = _training_pool(cfg.task, cfg.data, cfg.seed)
+        return choose(pool, cfg.train_prompts, root=cfg.root, k=k, config=cfg.curriculum)
     if cfg.task == "arith":
-        return load_task_problems(cfg.task, split="train", limit=cfg.train_prompts, seed=cfg.seed + k)
-    check_data(cfg)
+        return load_task_problems(cfg.task, split="train", limit=cfg.train_prompts, seed=cfg.seed + k), {}
     assert cfg.data is not None
     pool = _training_pool(cfg.task, cfg.data, cfg.seed)
     start = (k - 1) * cfg.train_prompts
-    return [pool[(start + i) % len(pool)] for i in range(min(cfg.train_prompts, len(pool)))]
+    return [pool[(start + i) % len(pool)] for i in range(min(cfg.train_prompts, len(pool)))], {}
 
 
 def heldout_problems(cfg: CycleConfig) -> list[Problem]:
@@ -221,7 +244,7 @@ async def step_prompts(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> l
         return await anyio.to_thread.run_sync(_read_problems, out / "prompts.jsonl")
     started = time.perf_counter()
     heldout = await anyio.to_thread.run_sync(heldout_problems, cfg)
-    real = await anyio.to_thread.run_sync(training_prompts, k, cfg)
+    real, chosen_by = await anyio.to_thread.run_sync(real_prompts, k, cfg)
     check_disjoint(real, heldout)
     held = [p.question for p in heldout]  # an imagined near-duplicate of one is dropped
     result = await imagine(real, policy=policy.endpoint, fmt=policy.fmt, config=cfg.imagine, existing=held)
@@ -230,6 +253,8 @@ async def step_prompts(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> l
     _write_problems(out / "prompts.jsonl", prompts)
     (out / "rejected.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in result.rejected))
     counts = {"real": len(real), "imagined": len(result.problems), "used": len(prompts)}
+    if chosen_by:
+        counts["curriculum"] = chosen_by
     _mark(out, {**counts, **result.reasons(), "seconds": round(time.perf_counter() - started, 1)})
     return prompts
 
@@ -493,6 +518,10 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         "prompts": await anyio.to_thread.run_sync(_done, out / "prompts"),
         "search": await anyio.to_thread.run_sync(_done, out / "search"),
         "kept": sum(d.kept for d in decisions),
+        "levels": {  # the real prompts searched and kept, by difficulty (steps, or MATH level)
+            str(level): [stats.kept, stats.searched]
+            for level, stats in (await anyio.to_thread.run_sync(cycle_levels, out)).items()
+        },
         "data": {"path": str(data), **data_info},
         "adapter": {"path": str(adapter) if adapter else None, **trained},
         "critics": {

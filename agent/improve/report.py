@@ -52,7 +52,7 @@ def write_report(root: Path) -> Path:
             tokens = f"{per_solved:.0f}" if per_solved is not None else "-"
             cells += [acc, tokens]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {notes} |")
-    lines += _by_steps_table(rows, methods) + _phases_table(manifests)
+    lines += _by_steps_table(rows, methods) + _phases_table(manifests) + _levels_table(manifests)
     for m in manifests:
         lines += [
             "",
@@ -121,6 +121,29 @@ def _phases_table(manifests: list[dict[str, Any]]) -> list[str]:
             f"{minutes(sum(evals) if evals else None)} | {search.get('kept', '-')} / "
             f"{search.get('searched', '-')} | {dropped} |"
         )
+    return lines
+
+
+def _levels_table(manifests: list[dict[str, Any]]) -> list[str]:
+    """The real training prompts each cycle searched and kept, by difficulty (and the curriculum's
+    frontier, when one chose them)."""
+    levels = sorted({int(lv) for m in manifests for lv in m.get("levels") or {}})
+    if not levels:
+        return []
+    lines = [
+        "",
+        "Real training prompts kept / searched, by difficulty (steps; MATH: level):",
+        "",
+        "| cycle | curriculum frontier | " + " | ".join(str(lv) for lv in levels) + " |",
+        "|---|---|" + "---|" * len(levels),
+    ]
+    for m in manifests:
+        chosen = (m.get("prompts") or {}).get("curriculum") or {}
+        cells = []
+        for lv in levels:
+            kept, searched = (m.get("levels") or {}).get(str(lv), (0, 0))
+            cells.append(f"{kept} / {searched}" if searched else "-")
+        lines.append(f"| {m['cycle']} | {chosen.get('frontier', '-')} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -21,7 +21,7 @@ from agent.tasks.base import Problem
 from agent.tasks.hub import Row, read_jsonl, require_str
 from agent.tasks.variants import get_prompt
 
-__all__ = ["HOUSE_EXAMPLES", "Gsm8kTask", "load_gsm8k", "parse_gsm8k_row", "parse_gsm8k_rows"]
+__all__ = ["HOUSE_EXAMPLES", "Gsm8kTask", "load_gsm8k", "parse_gsm8k_row", "parse_gsm8k_rows", "solution_steps"]
 
 HOUSE_EXAMPLES: tuple[tuple[str, str], ...] = (
     (
@@ -95,5 +95,10 @@ def parse_gsm8k_row(row: Row, *, source: str) -> Problem:
         id=f"gsm8k-{source}-{row.position}",
         question=question.strip(),
         gold=gold,
-        meta={"solution": answer},
+        meta={"solution": answer, "steps": solution_steps(answer)},
     )
+
+
+def solution_steps(answer: str) -> int:
+    """The number of reasoning lines of a GSM8K reference solution (the text before ``####``)."""
+    return max(1, sum(1 for line in answer.split("####")[0].splitlines() if line.strip()))
