@@ -104,7 +104,9 @@ async def test_cycles_move_to_harder_problems_once_the_searches_keep_the_easy_on
         problem = next(p for q, p in by_question.items() if q in prompt)
         return f"The answer is {problem.gold if problem.meta['steps'] == 1 else 0}.\n"
 
-    imagined = Problem("img-1", "An imagined question?", "4", meta={"source": first[0].id, "kind": "rephrase"})
+    imagined = Problem(
+        "img-1", "An imagined question?", "4", meta={"source": first[0].id, "kind": "rephrase"}
+    )
     cycle = tmp_path / "cur" / "cycle_1"
     _write_problems(cycle / "prompts" / "prompts.jsonl", [*first, imagined])
     async with Endpoint(FunctionBackend(solve_one_step_problems), max_concurrency=4) as endpoint:
@@ -164,5 +166,5 @@ def test_a_dataset_curriculum_skips_searched_problems_and_refuses_problems_witho
     math = CycleConfig(
         task="math", data=str(bare), heldout_data=str(held), curriculum=CurriculumConfig(kind="steps")
     )
-    with pytest.raises(ConfigError, match="no difficulty.*without --curriculum"):
+    with pytest.raises(ConfigError, match=r"no difficulty.*without --curriculum"):
         real_prompts(1, math)

@@ -21,7 +21,14 @@ from agent.tasks.base import Problem
 from agent.tasks.hub import Row, read_jsonl, require_str
 from agent.tasks.variants import get_prompt
 
-__all__ = ["HOUSE_EXAMPLES", "Gsm8kTask", "load_gsm8k", "parse_gsm8k_row", "parse_gsm8k_rows", "solution_steps"]
+__all__ = [
+    "HOUSE_EXAMPLES",
+    "Gsm8kTask",
+    "load_gsm8k",
+    "parse_gsm8k_row",
+    "parse_gsm8k_rows",
+    "solution_steps",
+]
 
 HOUSE_EXAMPLES: tuple[tuple[str, str], ...] = (
     (
