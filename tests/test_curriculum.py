@@ -18,11 +18,12 @@ from agent.improve.curriculum import (
     difficulty,
     draw,
     frontier,
+    more_terminals,
     plan,
 )
 from agent.improve.cycle import CycleConfig, _write_problems, real_prompts, step_search
 from agent.improve.report import write_report
-from agent.improve.select import FilterConfig
+from agent.improve.select import Decision, FilterConfig
 from agent.prompts import get_format
 from agent.runtime import Policy
 from agent.search.config import SearchConfig
@@ -92,7 +93,7 @@ async def test_cycles_move_to_harder_problems_once_the_searches_keep_the_easy_on
         runs_dir=tmp_path,
         train_prompts=12,
         curriculum=CurriculumConfig(kind="steps", advance=0.5),
-        search=SearchConfig(simulations=3, max_simulations=3, workers=1, max_depth=2, merge="none"),
+        search=SearchConfig(simulations=3, max_simulations=12, workers=1, max_depth=2, merge="none"),
         filter=FilterConfig(gamma=0.0, require_correct=True, pick="correct"),
     )
     first, chosen_by = real_prompts(1, cfg)
@@ -104,22 +105,50 @@ async def test_cycles_move_to_harder_problems_once_the_searches_keep_the_easy_on
         problem = next(p for q, p in by_question.items() if q in prompt)
         return f"The answer is {problem.gold if problem.meta['steps'] == 1 else 0}.\n"
 
+    async def search(k: int, prompts: list[Problem], terminals: dict[int, int] | None) -> list[Decision]:
+        by_question.update({p.question: p for p in prompts})
+        async with Endpoint(FunctionBackend(solve_one_step_problems), max_concurrency=4) as endpoint:
+            policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=False)
+            out = tmp_path / "cur" / f"cycle_{k}" / "search"
+            return await step_search(cfg, policy, prompts, out, critics="none", terminals=terminals)
+
     imagined = Problem(
         "img-1", "An imagined question?", "4", meta={"source": first[0].id, "kind": "rephrase"}
     )
     cycle = tmp_path / "cur" / "cycle_1"
     _write_problems(cycle / "prompts" / "prompts.jsonl", [*first, imagined])
-    async with Endpoint(FunctionBackend(solve_one_step_problems), max_concurrency=4) as endpoint:
-        policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=False)
-        decisions = await step_search(cfg, policy, first, cycle / "search", critics="none")
-    assert all(d.kept for d in decisions)
-    assert cycle_levels(cycle) == {1: LevelStats(12, 12)}  # the imagined prompt is not counted
+    assert all(d.kept for d in await search(1, first, None))
+    assert cycle_levels(cycle) == {1: LevelStats(12, 12, 12)}  # the imagined prompt is not counted
 
     second, chosen_by = real_prompts(2, cfg)
     assert chosen_by == {"frontier": 2, "per_level": {"1": 6, "2": 6}, "previous_rates": {"1": [12, 12]}}
     assert sorted(p.meta["steps"] for p in second) == [1] * 6 + [2] * 6
     assert not {p.id for p in second} & {p.id for p in first}  # arith: each cycle generates its own
     assert real_prompts(2, cfg) == (second, chosen_by)  # a resumed cycle draws the same prompts
+
+    # More terminals where few trees find the gold: every one-step tree found it, so level 1 stays
+    # at the base; two-step trees never do, so the third cycle's two-step trees get twice as many.
+    assert more_terminals(tmp_path / "cur", 2, base=2, cap=12) == {1: 2}
+    _write_problems(tmp_path / "cur" / "cycle_2" / "prompts" / "prompts.jsonl", second)
+    decisions = await search(2, second, {1: 2})
+    assert sum(d.kept for d in decisions) == 6
+    assert cycle_levels(tmp_path / "cur" / "cycle_2") == {1: LevelStats(6, 6, 6), 2: LevelStats(6, 0, 0)}
+    raised = more_terminals(tmp_path / "cur", 3, base=2, cap=12)
+    assert raised == {1: 2, 2: 4}
+    third, _ = real_prompts(3, cfg)
+    _write_problems(tmp_path / "cur" / "cycle_3" / "prompts" / "prompts.jsonl", third)
+    await search(3, third, raised)
+    results = (tmp_path / "cur" / "cycle_3" / "search" / "results.jsonl").read_text()
+    records = [json.loads(line) for line in results.splitlines()]
+    steps = {p.id: p.meta["steps"] for p in third}
+    assert all(len(r["terminals"]) >= 4 for r in records if steps[r["id"]] == 2)
+    assert json.loads((tmp_path / "cur" / "cycle_3" / "search" / "done.json").read_text())[
+        "min_terminals"
+    ] == {
+        "1": 2,
+        "2": 4,
+    }
+    assert more_terminals(tmp_path / "cur", 4, base=2, cap=6) == {1: 2, 2: 6}  # doubled again, capped
 
     manifest = {
         "cycle": 1,
@@ -128,14 +157,16 @@ async def test_cycles_move_to_harder_problems_once_the_searches_keep_the_easy_on
         "kept": 12,
         "promoted": False,
         "why": "test",
-        "search": {},
         "adapter": {"path": None},
         "prompts": {"curriculum": {"frontier": 1}},
-        "levels": {"1": [12, 12]},
+        "levels": {"1": [12, 12, 12]},
+        "search": {"min_terminals": {"1": 2}},
     }
     (cycle / "manifest.json").write_text(json.dumps(manifest))
     text = write_report(tmp_path / "cur").read_text()
-    assert "| cycle | curriculum frontier | 1 |" in text and "| 1 | 1 | 12 / 12 |" in text
+    assert (
+        "| cycle | curriculum frontier | 1 |" in text and "| 1 | 1 | 12 / 12 (12), min 2 terminals |" in text
+    )
 
 
 def test_a_dataset_curriculum_skips_searched_problems_and_refuses_problems_without_steps(

@@ -87,6 +87,7 @@ async def _main(args: argparse.Namespace) -> int:
         refresh_critics=args.refresh_critics,
         critic_steps=args.critic_steps,
         search_tokens=args.total_tokens,
+        more_terminals=args.more_terminals,
         eval_methods=tuple(args.eval),
         runs_dir=args.runs,
     )
@@ -157,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.25,
         help="with --curriculum steps: the share of a level's prompts kept that passes it (default 0.25)",
+    )
+    parser.add_argument(
+        "--more-terminals",
+        action="store_true",
+        help="double a difficulty level's minimum terminals per tree (and token cap) each cycle while "
+        "fewer than half of the previous cycle's trees of that level found the gold answer",
     )
     parser.add_argument("--heldout", type=int, default=40, help="held-out problems for evaluation")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5, help="share of imagined prompts")

@@ -40,6 +40,7 @@ __all__ = [
     "draw",
     "frontier",
     "level_history",
+    "more_terminals",
     "plan",
 ]
 
@@ -66,10 +67,15 @@ class CurriculumConfig:
 class LevelStats:
     searched: int
     kept: int
+    found: int = 0  # trees with the gold answer among their terminals
 
     @property
     def rate(self) -> float:
         return self.kept / self.searched if self.searched else 0.0
+
+    @property
+    def found_rate(self) -> float:
+        return self.found / self.searched if self.searched else 0.0
 
 
 def difficulty(problem: Problem) -> int | None:
@@ -115,12 +121,37 @@ def cycle_levels(cycle: Path) -> dict[int, LevelStats]:
             levels[row["id"]] = level
     searched: dict[int, int] = {}
     kept: dict[int, int] = {}
+    found: dict[int, int] = {}
     for record in _rows(results_path):
         level = levels.get(record.get("id", ""))
         if level is not None:
             searched[level] = searched.get(level, 0) + 1
             kept[level] = kept.get(level, 0) + bool(record.get("kept"))
-    return {level: LevelStats(searched[level], kept[level]) for level in sorted(searched)}
+            gold = any(t.get("correct") for t in record.get("terminals") or ())
+            found[level] = found.get(level, 0) + gold
+    return {level: LevelStats(searched[level], kept[level], found[level]) for level in sorted(searched)}
+
+
+def more_terminals(root: Path, k: int, *, base: int, cap: int, found_below: float = 0.5) -> dict[int, int]:
+    """Per level, the minimum terminals of cycle ``k``'s trees where few trees find the gold.
+
+    A level starts at ``base``; when fewer than ``found_below`` of the previous cycle's trees of a
+    level had the gold among their terminals, the level's minimum doubles (up to ``cap``); otherwise
+    it stays. The previous cycle's setting is read from its ``search/done.json``.
+    """
+    if k <= 1:
+        return {}
+    previous = root / f"cycle_{k - 1}"
+    done = previous / "search" / "done.json"
+    before = {
+        int(lv): int(n)
+        for lv, n in (json.loads(done.read_text()) if done.exists() else {}).get("min_terminals", {}).items()
+    }
+    plan = dict(before)
+    for level, stats in cycle_levels(previous).items():
+        current = before.get(level, base)
+        plan[level] = min(cap, 2 * current) if stats.found_rate < found_below else current
+    return dict(sorted(plan.items()))
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:

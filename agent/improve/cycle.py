@@ -42,7 +42,7 @@ import structlog
 from agent.driver import SharedBudget
 from agent.errors import ConfigError
 from agent.evaluate import evaluate, save_tree
-from agent.improve.curriculum import CurriculumConfig, choose, cycle_levels
+from agent.improve.curriculum import CurriculumConfig, choose, cycle_levels, difficulty, more_terminals
 from agent.improve.imagine import ImagineConfig, imagine, mix
 from agent.improve.select import Decision, FilterConfig, select_trajectory
 from agent.improve.training import CRITIC_ROLES, step_critics, step_train
@@ -114,6 +114,9 @@ class CycleConfig:
     critic_steps: int = 40  # optimizer steps of the critic adapter when refreshing
     critic_synthetic_problems: int = 1000  # generated problems whose references and corruptions join the rows
     search_tokens: int | None = None  # one budget of policy completion tokens for a cycle's searches
+    # Double a difficulty level's minimum terminals per tree (and its token cap) each cycle while
+    # fewer than half of the previous cycle's trees of that level found the gold answer.
+    more_terminals: bool = False
     eval_methods: tuple[str, ...] = ("greedy", "mcts")
     concurrency: int = 8
     runs_dir: Path = Path("runs")
@@ -260,11 +263,19 @@ async def step_prompts(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> l
 
 
 async def step_search(
-    cfg: CycleConfig, policy: Policy, prompts: list[Problem], out: Path, *, critics: CriticsKind
+    cfg: CycleConfig,
+    policy: Policy,
+    prompts: list[Problem],
+    out: Path,
+    *,
+    critics: CriticsKind,
+    terminals: dict[int, int] | None = None,
 ) -> list[Decision]:
     """ηMCTS on every prompt, then one trajectory per prompt, kept or dropped with the reason.
 
     Each record also lists every terminal path of the tree, graded (the critics' training data).
+    ``terminals`` maps a difficulty level to its trees' minimum terminals (``more_terminals``);
+    the token cap per tree grows in proportion.
     """
     run = RunDir(out)
     started = time.perf_counter()
@@ -282,6 +293,16 @@ async def step_search(
     done = {r["id"] for r in records}
     config = SolverConfig(method="mcts", search=cfg.search, critics=critics)
     limiter = anyio.CapacityLimiter(cfg.concurrency)
+
+    def config_for(problem: Problem) -> SolverConfig:
+        level = difficulty(problem)
+        if not terminals or level not in terminals:
+            return config
+        search = cfg.search
+        base = max(1, search.min_terminals)
+        cap = search.max_tokens and round(search.max_tokens * max(1.0, terminals[level] / base))
+        return replace(config, search=replace(search, min_terminals=terminals[level], max_tokens=cap))
+
     shared = None
     if cfg.search_tokens is not None:  # what finished searches spent counts against it on a resume
         spent = sum(r["tokens"]["completion_tokens"] for r in records)
@@ -291,7 +312,9 @@ async def step_search(
 
         async def one(problem: Problem) -> None:
             async with limiter:
-                solution = await solve_with(policy, problem, task=task, config=config, shared=shared)
+                solution = await solve_with(
+                    policy, problem, task=task, config=config_for(problem), shared=shared
+                )
             assert solution.search is not None
             tree = solution.search.tree
             grades: dict[str, bool] = {}
@@ -327,7 +350,9 @@ async def step_search(
     reasons: dict[str, int] = {}
     for r in records:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-    info = {"searched": len(records), "kept": kept, "reasons": reasons}
+    info: dict[str, Any] = {"searched": len(records), "kept": kept, "reasons": reasons}
+    if terminals:
+        info["min_terminals"] = {str(level): n for level, n in terminals.items()}
     info["seconds"] = round(time.perf_counter() - started, 1)  # this process's share, on a resume
     await anyio.to_thread.run_sync(_mark, out, info)
     return [_decision(r) for r in records]
@@ -458,7 +483,13 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     )
 
     prompts = await step_prompts(k, cfg, active, out / "prompts")
-    decisions = await step_search(cfg, active, prompts, out / "search", critics=kind)
+    terminals = None
+    if cfg.more_terminals:
+        base = max(2, cfg.search.min_terminals)
+        terminals = await anyio.to_thread.run_sync(
+            functools.partial(more_terminals, cfg.root, k, base=base, cap=cfg.search.max_simulations)
+        )
+    decisions = await step_search(cfg, active, prompts, out / "search", critics=kind, terminals=terminals)
     data = await anyio.to_thread.run_sync(step_data, k, cfg, active, out / "data")
     data_info = await anyio.to_thread.run_sync(_done, out / "data") or {}
     examples = data_info.get("examples", 0)
@@ -518,8 +549,8 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         "prompts": await anyio.to_thread.run_sync(_done, out / "prompts"),
         "search": await anyio.to_thread.run_sync(_done, out / "search"),
         "kept": sum(d.kept for d in decisions),
-        "levels": {  # the real prompts searched and kept, by difficulty (steps, or MATH level)
-            str(level): [stats.kept, stats.searched]
+        "levels": {  # real prompts kept, searched and with the gold found, by difficulty (steps; MATH: level)
+            str(level): [stats.kept, stats.searched, stats.found]
             for level, stats in (await anyio.to_thread.run_sync(cycle_levels, out)).items()
         },
         "data": {"path": str(data), **data_info},

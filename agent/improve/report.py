@@ -132,17 +132,20 @@ def _levels_table(manifests: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [
         "",
-        "Real training prompts kept / searched, by difficulty (steps; MATH: level):",
+        "Real training prompts kept / searched (trees with the gold among their terminals), by difficulty",
+        "(steps; MATH: level), and each level's minimum terminals per tree where they were raised:",
         "",
         "| cycle | curriculum frontier | " + " | ".join(str(lv) for lv in levels) + " |",
         "|---|---|" + "---|" * len(levels),
     ]
     for m in manifests:
         chosen = (m.get("prompts") or {}).get("curriculum") or {}
+        raised = (m.get("search") or {}).get("min_terminals") or {}
         cells = []
         for lv in levels:
-            kept, searched = (m.get("levels") or {}).get(str(lv), (0, 0))
-            cells.append(f"{kept} / {searched}" if searched else "-")
+            kept, searched, *found = (m.get("levels") or {}).get(str(lv), (0, 0))
+            cell = f"{kept} / {searched}" + (f" ({found[0]})" if found else "") if searched else "-"
+            cells.append(cell + (f", min {raised[str(lv)]} terminals" if str(lv) in raised else ""))
         lines.append(f"| {m['cycle']} | {chosen.get('frontier', '-')} | " + " | ".join(cells) + " |")
     return lines
 
