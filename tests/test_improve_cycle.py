@@ -361,3 +361,66 @@ def test_training_from_the_promoted_adapter_takes_this_cycles_rows_and_its_peft_
     assert _peft_dir(Path("runs/x/cycle_1/adapter/adapter")) == Path("runs/x/cycle_1/adapter/adapter")
     assert build_parser().parse_args(["--train-from", "promoted"]).train_from == "promoted"
     assert build_parser().parse_args([]).train_from == "base"
+
+
+def test_judging_apart_promotes_the_best_part_that_is_not_worse() -> None:
+    from agent.improve.cycle import judge_apart
+
+    def ev(greedy: float, mcts: float) -> dict[str, dict[str, float | int]]:
+        return {
+            "greedy": {"accuracy": greedy, "correct": int(greedy * 200), "problems": 200},
+            "mcts": {"accuracy": mcts, "correct": int(mcts * 200), "problems": 200},
+        }
+
+    baseline = ev(0.10, 0.12)
+    # The new critics hurt the search: the new policy with the current critics is promoted.
+    chosen, why = judge_apart(
+        {"together": ev(0.15, 0.05), "policy": ev(0.15, 0.16), "critics": ev(0.10, 0.06)}, baseline
+    )
+    assert chosen == "policy" and "current critics" in why
+    # Equal accuracy: together first.
+    assert judge_apart({"together": ev(0.15, 0.16), "policy": ev(0.15, 0.16)}, baseline)[0] == "together"
+    chosen, why = judge_apart({"together": ev(0.02, 0.05), "critics": ev(0.10, 0.01)}, baseline)
+    assert chosen is None and "together: greedy accuracy" in why and "critics: mcts accuracy" in why
+
+
+@pytest.mark.anyio
+async def test_parts_are_served_and_evaluated_apart(tmp_path: Path) -> None:
+    from agent.improve.cycle import _eval_parts, judge_apart, step_eval
+
+    served: list[Served] = []
+    new_policy = ("cycle_1", tmp_path / "policy.gguf")
+    new_critics = {"orm": ("orm", tmp_path / "orm.gguf")}
+    heldout = {p.question: p.gold for p in load_task_problems("arith", split="test", limit=6, seed=0)}
+
+    def answer(prompt: str, sampling: Sampling, index: int) -> str:
+        gold = next(g for q, g in heldout.items() if q in prompt)
+        right = served[-1].policy == new_policy  # only the new policy knows the answers
+        return f"The answer is {gold if right else 0}."
+
+    async def swap(to: Served) -> dict[str, str]:
+        served.append(to)
+        return {role: str(i + 1) for i, role in enumerate(to.critics)}
+
+    cfg = CycleConfig(name="j", runs_dir=tmp_path, heldout=6, eval_methods=("greedy",), judge_apart=True)
+    async with Endpoint(FunctionBackend(answer), max_concurrency=4) as endpoint:
+        policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=False)
+        current = Served()
+        await swap(current)
+        baseline = await step_eval(cfg, policy, tmp_path / "base", critics="none")
+        candidate = Served(policy=new_policy, critics=new_critics)
+        parts = await _eval_parts(cfg, policy, swap, candidate, current, baseline, tmp_path / "cycle")
+    assert served[1:] == [Served(policy=new_policy), Served(critics=new_critics)]
+    assert baseline["greedy"]["accuracy"] == 0.0
+    assert parts["policy"][1]["greedy"]["accuracy"] == 1.0
+    assert parts["critics"][1] == baseline  # greedy does not use critics: not evaluated again
+    worse = {"greedy": {**baseline["greedy"], "accuracy": 0.0}}
+    evaluations = {"together": worse, **{label: ev for label, (_, ev) in parts.items()}}
+    assert judge_apart(evaluations, baseline)[0] == "policy"
+
+
+def test_judge_apart_needs_refreshed_critics(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.improve.__main__ import main
+
+    assert main(["--judge-apart", "--runs", "/nonexistent"]) == 2
+    assert "add --refresh-critics" in capsys.readouterr().err

@@ -56,6 +56,8 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} must be at least {low}, got {value}")
     if not 0 <= args.synthetic_ratio <= 1:
         raise ConfigError(f"--synthetic-ratio must be between 0 and 1, got {args.synthetic_ratio}")
+    if args.judge_apart and not args.refresh_critics:
+        raise ConfigError("--judge-apart judges new critics against the current ones: add --refresh-critics")
     if args.total_tokens is not None and args.total_tokens < 1:
         raise ConfigError(f"--total-tokens must be at least 1, got {args.total_tokens}")
 
@@ -88,6 +90,7 @@ async def _main(args: argparse.Namespace) -> int:
         critic_steps=args.critic_steps,
         search_tokens=args.total_tokens,
         more_terminals=args.more_terminals,
+        judge_apart=args.judge_apart,
         eval_methods=tuple(args.eval),
         runs_dir=args.runs,
     )
@@ -209,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrain the value, PRM and ORM each cycle on the search trees (default: fixed critics)",
     )
     parser.add_argument("--critic-steps", type=int, default=40, help="optimizer steps per refreshed critic")
+    parser.add_argument(
+        "--judge-apart",
+        action="store_true",
+        help="with --refresh-critics: also evaluate the new policy with the current critics and the new "
+        "critics with the current policy, and promote the best of the three that is not worse (two more "
+        "evaluations per cycle)",
+    )
     parser.add_argument(
         "--total-tokens", type=int, help="one budget of policy completion tokens for each cycle's searches"
     )

@@ -15,7 +15,9 @@ Critics stay fixed across cycles (the paper), or with ``refresh_critics`` the va
 are retrained each cycle (``python -m finetune.critics --trajectories``) on every graded terminal
 path of the search trees so far, served as adapters next to the policy's, and used (``trained``
 critics) by the cycle's evaluation and every later search. A cycle's candidate is its policy
-adapter together with its critics; both are promoted, or kept out, together.
+adapter together with its critics; both are promoted, or kept out, together, unless
+``judge_apart``: then each is also evaluated with the other's current version, and the best part
+that is not worse is promoted.
 
 Data: ``arith`` generates its training and held-out splits. GSM8K and MATH take ``data`` (training
 problems: a JSONL file or ``hf:owner/name``) and ``heldout_data`` (evaluation problems); each cycle
@@ -64,6 +66,7 @@ __all__ = [
     "check_data",
     "check_disjoint",
     "heldout_problems",
+    "judge_apart",
     "real_prompts",
     "run_cycle",
     "training_prompts",
@@ -117,6 +120,9 @@ class CycleConfig:
     # Double a difficulty level's minimum terminals per tree (and its token cap) each cycle while
     # fewer than half of the previous cycle's trees of that level found the gold answer.
     more_terminals: bool = False
+    # With refreshed critics: also evaluate the new policy with the current critics and the new
+    # critics with the current policy, and promote the best part that is not worse (judge_apart).
+    judge_apart: bool = False
     eval_methods: tuple[str, ...] = ("greedy", "mcts")
     concurrency: int = 8
     runs_dir: Path = Path("runs")
@@ -459,6 +465,71 @@ def promote(new: dict[str, dict[str, Any]], best: dict[str, dict[str, Any]]) -> 
     return True, "not worse than the current policy beyond noise on any method"
 
 
+PARTS = ("together", "policy", "critics")
+
+
+def judge_apart(
+    parts: dict[str, dict[str, dict[str, Any]]], baseline: dict[str, dict[str, Any]]
+) -> tuple[str | None, str]:
+    """Which part of a cycle's candidate to promote, from its evaluations with each part alone.
+
+    ``parts`` holds the held-out evaluations of ``together`` (the new policy with the new critics),
+    ``policy`` (the new policy with the current critics) and ``critics`` (the current policy with
+    the new critics). A part qualifies when no method got worse than ``baseline`` beyond noise
+    (``promote``); among those, the highest mean accuracy over the methods wins, ties going to the
+    order of ``PARTS``. None when no part qualifies.
+    """
+    qualified = []
+    reasons = []
+    for label in PARTS:
+        if label not in parts:
+            continue
+        ok, why = promote(parts[label], baseline)
+        if ok:
+            mean = sum(r["accuracy"] for r in parts[label].values()) / max(1, len(parts[label]))
+            qualified.append((-mean, PARTS.index(label), label))
+        else:
+            reasons.append(f"{label}: {why}")
+    if not qualified:
+        return None, "no part is as good as the current policy and critics (" + "; ".join(reasons) + ")"
+    _, _, best = min(qualified)
+    what = {
+        "together": "new policy and new critics",
+        "policy": "new policy with the current critics",
+        "critics": "new critics with the current policy",
+    }[best]
+    return best, f"{what}: the best of the parts not worse than the current ones beyond noise"
+
+
+async def _eval_parts(
+    cfg: CycleConfig,
+    policy: Policy,
+    swap: Swap,
+    candidate: Served,
+    current: Served,
+    baseline: dict[str, dict[str, Any]],
+    out: Path,
+) -> dict[str, tuple[Served, dict[str, dict[str, Any]]]]:
+    """The new policy with the current critics, and the new critics with the current policy, each
+    evaluated on the held-out problems (greedy does not use critics: the current policy's greedy
+    result stands for the new critics)."""
+    parts = {}
+    for label, served in (
+        ("policy", Served(policy=candidate.policy, critics=current.critics)),
+        ("critics", Served(policy=current.policy, critics=candidate.critics)),
+    ):
+        methods = (
+            cfg.eval_methods if label == "policy" else tuple(m for m in cfg.eval_methods if m != "greedy")
+        )
+        part_policy, part_kind = await _serve(swap, served, policy, cfg)
+        evaluation = {m: baseline[m] for m in cfg.eval_methods if m not in methods and m in baseline}
+        if methods:
+            part_cfg = replace(cfg, eval_methods=methods)
+            evaluation |= await step_eval(part_cfg, part_policy, out / f"eval-{label}", critics=part_kind)
+        parts[label] = (served, evaluation)
+    return parts
+
+
 # --- the cycle ---------------------------------------------------------------------------------
 
 
@@ -512,22 +583,37 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         else:
             critics, critics_note = refreshed, "critics retrained"
     candidate = Served(policy=(f"cycle_{k}", adapter) if adapter else current.policy, critics=critics)
+    judged = None
     if candidate == current:
         evaluation, promoted, why = baseline, False, "no trajectory to train on: nothing to fine-tune"
     elif decided:
         evaluation, promoted, why = decided["evaluation"], decided["promoted"], decided["why"]
+        judged = decided.get("judged")
+        if decided.get("served") is not None:  # the part a judged-apart decision chose
+            candidate = _served(decided["served"])
         if promoted:
             await _serve(swap, candidate, policy, cfg)
     else:
         new_policy, new_kind = await _serve(swap, candidate, policy, cfg)
         evaluation = await step_eval(cfg, new_policy, out / "eval", critics=new_kind)
         promoted, why = promote(evaluation, baseline)
+        if cfg.judge_apart and candidate.policy != current.policy and candidate.critics != current.critics:
+            parts = {"together": (candidate, evaluation)}
+            parts |= await _eval_parts(cfg, policy, swap, candidate, current, baseline, out)
+            chosen, why = judge_apart({label: ev for label, (_, ev) in parts.items()}, baseline)
+            judged = {"chosen": chosen, **{label: ev for label, (_, ev) in parts.items()}}
+            promoted = chosen is not None
+            if chosen is not None:
+                candidate, evaluation = parts[chosen]
+                await _serve(swap, candidate, policy, cfg)  # the last part evaluated was another one
         # The decision is written before lineage.json and the manifest: a kill in between resumes
         # here, so lineage.json never names an adapter whose evaluation and decision are not on disk.
         decision = {
             "promoted": promoted,
             "why": why,
             "evaluation": evaluation,
+            "judged": judged,
+            "served": _served_record(candidate),
             "baseline": baseline,
             "lineage_before": lineage,
         }
@@ -535,13 +621,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         if not promoted:
             await _serve(swap, current, policy, cfg)
     if promoted:
-        promoted_to = {
-            "adapter_name": candidate.policy[0] if candidate.policy else None,
-            "adapter_path": str(candidate.policy[1]) if candidate.policy else None,
-            "critics": {role: [name, str(path)] for role, (name, path) in candidate.critics.items()},
-            "cycle": k,
-            "eval": evaluation,
-        }
+        promoted_to = {**_served_record(candidate), "cycle": k, "eval": evaluation}
         await anyio.to_thread.run_sync(write_json_atomic, cfg.root / "lineage.json", promoted_to)
     manifest = {
         "cycle": k,
@@ -564,6 +644,8 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         "promoted": promoted,
         "why": why,
     }
+    if judged is not None:
+        manifest["judged"] = judged
     await anyio.to_thread.run_sync(write_json_atomic, out / "manifest.json", manifest)
     log.info("cycle_done", cycle=k, promoted=promoted, why=why)
     return manifest
@@ -575,6 +657,15 @@ async def _serve(swap: Swap, served: Served, policy: Policy, cfg: CycleConfig) -
     if not served.critics:
         return replace(policy, critic_adapters={}), cfg.critics
     return replace(policy, critic_adapters=refs), "trained"
+
+
+def _served_record(served: Served) -> dict[str, Any]:
+    """``served`` in lineage.json's form (``_served`` reads it back)."""
+    return {
+        "adapter_name": served.policy[0] if served.policy else None,
+        "adapter_path": str(served.policy[1]) if served.policy else None,
+        "critics": {role: [name, str(path)] for role, (name, path) in served.critics.items()},
+    }
 
 
 def _served(lineage: dict[str, Any]) -> Served:
