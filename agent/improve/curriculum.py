@@ -34,6 +34,7 @@ from agent.tasks import Problem
 __all__ = [
     "CurriculumConfig",
     "LevelStats",
+    "base_terminals",
     "choose",
     "cycle_levels",
     "difficulty",
@@ -130,6 +131,11 @@ def cycle_levels(cycle: Path) -> dict[int, LevelStats]:
             gold = any(t.get("correct") for t in record.get("terminals") or ())
             found[level] = found.get(level, 0) + gold
     return {level: LevelStats(searched[level], kept[level], found[level]) for level in sorted(searched)}
+
+
+def base_terminals(min_terminals: int) -> int:
+    """A level's minimum terminals per tree before ``more_terminals`` raises it."""
+    return max(2, min_terminals)
 
 
 def more_terminals(root: Path, k: int, *, base: int, cap: int, found_below: float = 0.5) -> dict[int, int]:

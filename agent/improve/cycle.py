@@ -44,7 +44,14 @@ import structlog
 from agent.driver import SharedBudget
 from agent.errors import ConfigError
 from agent.evaluate import evaluate, save_tree
-from agent.improve.curriculum import CurriculumConfig, choose, cycle_levels, difficulty, more_terminals
+from agent.improve.curriculum import (
+    CurriculumConfig,
+    base_terminals,
+    choose,
+    cycle_levels,
+    difficulty,
+    more_terminals,
+)
 from agent.improve.imagine import ImagineConfig, imagine, mix
 from agent.improve.select import Decision, FilterConfig, select_trajectory
 from agent.improve.training import CRITIC_ROLES, step_critics, step_train
@@ -302,11 +309,11 @@ async def step_search(
 
     def config_for(problem: Problem) -> SolverConfig:
         level = difficulty(problem)
-        if not terminals or level not in terminals:
+        base = base_terminals(cfg.search.min_terminals)
+        if not terminals or level not in terminals or terminals[level] <= base:
             return config
         search = cfg.search
-        base = max(1, search.min_terminals)
-        cap = search.max_tokens and round(search.max_tokens * max(1.0, terminals[level] / base))
+        cap = search.max_tokens and round(search.max_tokens * terminals[level] / base)
         return replace(config, search=replace(search, min_terminals=terminals[level], max_tokens=cap))
 
     shared = None
@@ -556,7 +563,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     prompts = await step_prompts(k, cfg, active, out / "prompts")
     terminals = None
     if cfg.more_terminals:
-        base = max(2, cfg.search.min_terminals)
+        base = base_terminals(cfg.search.min_terminals)
         terminals = await anyio.to_thread.run_sync(
             functools.partial(more_terminals, cfg.root, k, base=base, cap=cfg.search.max_simulations)
         )
