@@ -83,7 +83,7 @@ def _from_run(run: Path) -> PromotedPolicy:
     found = _from_path(path, name=str(name))
     if found is None:
         raise ConfigError(f"run {run} names adapter {stored}, which holds no GGUF LoRA or PEFT adapter")
-    cycle = lineage.get("cycle")
+    cycle = lineage.get("policy_cycle", lineage.get("cycle"))  # the cycle that trained the adapter
     return PromotedPolicy(found.name, found.gguf, found.peft, found.base, run, int(cycle) if cycle else None)
 
 

@@ -4,6 +4,7 @@ searches keep the easier ones."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from agent.improve.curriculum import (
     difficulty,
     draw,
     frontier,
+    level_rates,
     more_terminals,
     plan,
 )
@@ -45,15 +47,22 @@ def test_difficulty_is_the_steps_or_the_math_level() -> None:
 
 def test_the_frontier_is_the_easiest_level_not_passed() -> None:
     levels = [1, 2, 3]
-    assert frontier(levels, [], 0.25) == 1  # the first cycle starts at the easiest
-    assert frontier(levels, [{1: LevelStats(40, 8)}], 0.25) == 1  # 20% kept: not passed
-    assert frontier(levels, [{1: LevelStats(40, 12)}], 0.25) == 2
-    # The latest cycle that searched a level decides: level 1 slipped below, so back to it.
-    history = [{1: LevelStats(40, 12)}, {1: LevelStats(20, 2), 2: LevelStats(20, 9)}]
-    assert frontier(levels, history, 0.25) == 1
-    history = [{1: LevelStats(40, 12)}, {2: LevelStats(20, 9)}]  # level 1 not searched in cycle 2
-    assert frontier(levels, history, 0.25) == 3
-    assert frontier(levels, [{1: LevelStats(9, 9), 2: LevelStats(9, 9), 3: LevelStats(9, 9)}], 0.25) == 3
+
+    def at(history: list[dict[int, LevelStats]], min_searched: int = 10) -> int:
+        return frontier(levels, level_rates(levels, history, min_searched), 0.25)
+
+    assert at([]) == 1  # the first cycle starts at the easiest
+    assert at([{1: LevelStats(40, 8)}]) == 1  # 20% kept: not passed
+    assert at([{1: LevelStats(40, 12)}]) == 2
+    # The latest cycles that searched a level decide: level 1 slipped below, so back to it.
+    assert at([{1: LevelStats(40, 12)}, {1: LevelStats(20, 2), 2: LevelStats(20, 9)}]) == 1
+    assert at([{1: LevelStats(40, 12)}, {2: LevelStats(20, 9)}]) == 3  # level 1 not searched in cycle 2
+    assert at([{1: LevelStats(9, 9), 2: LevelStats(9, 9), 3: LevelStats(9, 9)}]) == 3  # all passed
+    # A few review prompts do not decide alone: 0 of 3 pooled with the cycle before is 12 of 43.
+    history = [{1: LevelStats(40, 12)}, {1: LevelStats(3, 0), 2: LevelStats(20, 9)}]
+    assert level_rates(levels, history, 10)[1] == LevelStats(43, 12)
+    assert at(history) == 3
+    assert at(history, min_searched=1) == 1
 
 
 def test_the_plan_puts_a_share_at_the_frontier_and_reviews_the_rest() -> None:
@@ -66,13 +75,14 @@ def test_the_plan_puts_a_share_at_the_frontier_and_reviews_the_rest() -> None:
         CurriculumConfig(kind="steps", advance=0.0)
 
 
-def test_draw_takes_unused_problems_first_and_starts_over_when_a_level_runs_out() -> None:
-    pool = [_p("a", 1), _p("b", 2), _p("c", 1), _p("d", 1), _p("e", 2)]
+def test_draw_takes_unused_problems_first_and_each_once() -> None:
+    pool = [_p("a", 1), _p("b", 2), _p("c", 1), _p("d", 1), _p("e", 2), _p("f", 3)]
     assert [p.id for p in draw(pool, {1: 2, 2: 1}, used=set())] == ["a", "c", "b"]
     assert [p.id for p in draw(pool, {1: 2, 2: 1}, used={"a", "b"})] == ["c", "d", "e"]
-    assert [p.id for p in draw(pool, {1: 4}, used={"a"})] == ["c", "d", "a", "c"]
-    with pytest.raises(ConfigError, match="difficulty 3"):
-        draw(pool, {3: 1}, used=set())
+    assert [p.id for p in draw(pool, {1: 3}, used={"a"})] == ["c", "d", "a"]  # then the used ones
+    # Level 2 has two problems for four places: the rest go to the nearest levels, harder first.
+    assert [p.id for p in draw(pool, {1: 1, 2: 4}, used=set())] == ["a", "c", "b", "e", "f"]
+    assert len(draw(pool, {1: 9}, used=set())) == 6  # the pool runs out
 
 
 def _gsm8k_steps_file(path: Path, steps: list[int]) -> str:
@@ -121,20 +131,20 @@ async def test_cycles_move_to_harder_problems_once_the_searches_keep_the_easy_on
     assert cycle_levels(cycle) == {1: LevelStats(12, 12, 12)}  # the imagined prompt is not counted
 
     second, chosen_by = real_prompts(2, cfg)
-    assert chosen_by == {"frontier": 2, "per_level": {"1": 6, "2": 6}, "previous_rates": {"1": [12, 12]}}
+    assert chosen_by == {"frontier": 2, "per_level": {"1": 6, "2": 6}, "rates": {"1": [12, 12]}}
     assert sorted(p.meta["steps"] for p in second) == [1] * 6 + [2] * 6
     assert not {p.id for p in second} & {p.id for p in first}  # arith: each cycle generates its own
     assert real_prompts(2, cfg) == (second, chosen_by)  # a resumed cycle draws the same prompts
 
     # More terminals where few trees find the gold: every one-step tree found it, so level 1 stays
     # at the base; two-step trees never do, so the third cycle's two-step trees get twice as many.
-    assert more_terminals(tmp_path / "cur", 2, base=2, cap=12) == {1: 2}
+    assert more_terminals(tmp_path / "cur", 2, base=2, cap=12) == {}
     _write_problems(tmp_path / "cur" / "cycle_2" / "prompts" / "prompts.jsonl", second)
-    decisions = await search(2, second, {1: 2})
+    decisions = await search(2, second, {})
     assert sum(d.kept for d in decisions) == 6
     assert cycle_levels(tmp_path / "cur" / "cycle_2") == {1: LevelStats(6, 6, 6), 2: LevelStats(6, 0, 0)}
     raised = more_terminals(tmp_path / "cur", 3, base=2, cap=12)
-    assert raised == {1: 2, 2: 4}
+    assert raised == {2: 4}
     third, _ = real_prompts(3, cfg)
     _write_problems(tmp_path / "cur" / "cycle_3" / "prompts" / "prompts.jsonl", third)
     await search(3, third, raised)
@@ -142,13 +152,10 @@ async def test_cycles_move_to_harder_problems_once_the_searches_keep_the_easy_on
     records = [json.loads(line) for line in results.splitlines()]
     steps = {p.id: p.meta["steps"] for p in third}
     assert all(len(r["terminals"]) >= 4 for r in records if steps[r["id"]] == 2)
-    assert json.loads((tmp_path / "cur" / "cycle_3" / "search" / "done.json").read_text())[
-        "min_terminals"
-    ] == {
-        "1": 2,
-        "2": 4,
-    }
-    assert more_terminals(tmp_path / "cur", 4, base=2, cap=6) == {1: 2, 2: 6}  # doubled again, capped
+    assert all(len(r["terminals"]) == 3 for r in records if steps[r["id"]] == 1)  # not raised
+    done = json.loads((tmp_path / "cur" / "cycle_3" / "search" / "done.json").read_text())
+    assert done["min_terminals"] == {"2": 4}
+    assert more_terminals(tmp_path / "cur", 4, base=2, cap=6) == {2: 6}  # doubled again, capped
 
     manifest = {
         "cycle": 1,
@@ -160,12 +167,12 @@ async def test_cycles_move_to_harder_problems_once_the_searches_keep_the_easy_on
         "adapter": {"path": None},
         "prompts": {"curriculum": {"frontier": 1}},
         "levels": {"1": [12, 12, 12]},
-        "search": {"min_terminals": {"1": 2}},
+        "search": {"min_terminals": {"1": 4}},
     }
     (cycle / "manifest.json").write_text(json.dumps(manifest))
     text = write_report(tmp_path / "cur").read_text()
     assert (
-        "| cycle | curriculum frontier | 1 |" in text and "| 1 | 1 | 12 / 12 (12), min 2 terminals |" in text
+        "| cycle | curriculum frontier | 1 |" in text and "| 1 | 1 | 12 / 12 (12), min 4 terminals |" in text
     )
 
 
@@ -190,12 +197,27 @@ def test_a_dataset_curriculum_skips_searched_problems_and_refuses_problems_witho
     assert chosen_by["frontier"] == 1 and [p.meta["steps"] for p in second] == [1, 1]
     assert not {p.id for p in first} & {p.id for p in second}
 
-    bare = tmp_path / "bare.jsonl"
-    bare.write_text(json.dumps({"problem": "What is 1 + 1?", "solution": "$\\boxed{2}$"}) + "\n")
     held = tmp_path / "held.jsonl"
     held.write_text(json.dumps({"problem": "What is 2 + 2?", "solution": "$\\boxed{4}$"}) + "\n")
+    rows = [
+        {"problem": "What is 1 + 1?", "solution": "$\\boxed{2}$", "level": "Level ?"},
+        {"problem": "What is 1 + 2?", "solution": "$\\boxed{3}$", "level": "Level 2"},
+        {"problem": "What is 1 + 3?", "solution": "$\\boxed{4}$", "level": "Level 1"},
+    ]
+    train_math = tmp_path / "math.jsonl"
+    train_math.write_text("".join(json.dumps(r) + "\n" for r in rows))
     math = CycleConfig(
-        task="math", data=str(bare), heldout_data=str(held), curriculum=CurriculumConfig(kind="steps")
+        task="math",
+        data=str(train_math),
+        heldout_data=str(held),
+        train_prompts=3,
+        curriculum=CurriculumConfig(kind="steps"),
+        runs_dir=tmp_path,
     )
-    with pytest.raises(ConfigError, match=r"no difficulty.*without --curriculum"):
-        real_prompts(1, math)
+    chosen, info = real_prompts(1, math)  # the level-less problem is left out; level 1 first
+    assert [p.question for p in chosen] == ["What is 1 + 3?", "What is 1 + 2?"]
+    assert info["frontier"] == 1 and info["per_level"] == {"1": 1, "2": 1}
+    levelless = tmp_path / "levelless.jsonl"
+    levelless.write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(ConfigError, match=r"no training problem has a difficulty.*without --curriculum"):
+        real_prompts(1, replace(math, data=str(levelless)))

@@ -390,7 +390,6 @@ async def test_parts_are_served_and_evaluated_apart(tmp_path: Path) -> None:
 
     served: list[Served] = []
     new_policy = ("cycle_1", tmp_path / "policy.gguf")
-    new_critics = {"orm": ("orm", tmp_path / "orm.gguf")}
     heldout = {p.question: p.gold for p in load_task_problems("arith", split="test", limit=6, seed=0)}
 
     def answer(prompt: str, sampling: Sampling, index: int) -> str:
@@ -402,21 +401,31 @@ async def test_parts_are_served_and_evaluated_apart(tmp_path: Path) -> None:
         served.append(to)
         return {role: str(i + 1) for i, role in enumerate(to.critics)}
 
-    cfg = CycleConfig(name="j", runs_dir=tmp_path, heldout=6, eval_methods=("greedy",), judge_apart=True)
+    search = SearchConfig(simulations=2, max_simulations=2, workers=1, max_depth=1)
+    cfg = CycleConfig(name="j", runs_dir=tmp_path, heldout=6, search=search, judge_apart=True)
     async with Endpoint(FunctionBackend(answer), max_concurrency=4) as endpoint:
         policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=False)
         current = Served()
         await swap(current)
-        baseline = await step_eval(cfg, policy, tmp_path / "base", critics="none")
-        candidate = Served(policy=new_policy, critics=new_critics)
-        parts = await _eval_parts(cfg, policy, swap, candidate, current, baseline, tmp_path / "cycle")
-    assert served[1:] == [Served(policy=new_policy), Served(critics=new_critics)]
-    assert baseline["greedy"]["accuracy"] == 0.0
-    assert parts["policy"][1]["greedy"]["accuracy"] == 1.0
-    assert parts["critics"][1] == baseline  # greedy does not use critics: not evaluated again
-    worse = {"greedy": {**baseline["greedy"], "accuracy": 0.0}}
-    evaluations = {"together": worse, **{label: ev for label, (_, ev) in parts.items()}}
-    assert judge_apart(evaluations, baseline)[0] == "policy"
+        baseline = await step_eval(cfg, policy, tmp_path / "base", critics="arithmetic")
+        candidate = Served(policy=new_policy)
+        await swap(candidate)
+        together = await step_eval(cfg, policy, tmp_path / "together", critics="arithmetic")
+        evaluations = (together, baseline)
+        parts = await _eval_parts(cfg, policy, swap, candidate, current, evaluations, tmp_path / "cycle")
+    assert served[2:] == [Served(policy=new_policy), Served()]
+    assert baseline["mcts"]["accuracy"] == 0.0 and together["mcts"]["accuracy"] == 1.0
+    policy_part, critics_part = parts["policy"][1], parts["critics"][1]
+    assert policy_part["greedy"] == together["greedy"]  # greedy calls no critic: not evaluated again
+    assert critics_part["greedy"] == baseline["greedy"]
+    assert (tmp_path / "cycle" / "eval-policy" / "mcts").is_dir()
+    assert not (tmp_path / "cycle" / "eval-policy" / "greedy").exists()
+    assert policy_part["mcts"]["accuracy"] == 1.0 and critics_part["mcts"]["accuracy"] == 0.0
+    worse = {m: {**r, "accuracy": 0.0} for m, r in together.items()}
+    assert (
+        judge_apart({"together": worse, "policy": policy_part, "critics": critics_part}, baseline)[0]
+        == "policy"
+    )
 
 
 def test_judge_apart_needs_refreshed_critics(capsys: pytest.CaptureFixture[str]) -> None:
@@ -424,3 +433,7 @@ def test_judge_apart_needs_refreshed_critics(capsys: pytest.CaptureFixture[str])
 
     assert main(["--judge-apart", "--runs", "/nonexistent"]) == 2
     assert "add --refresh-critics" in capsys.readouterr().err
+    assert main(["--judge-apart", "--refresh-critics", "--eval", "greedy", "--runs", "/nonexistent"]) == 2
+    assert "add mcts to --eval" in capsys.readouterr().err
+    assert main(["--advance", "0.5", "--runs", "/nonexistent"]) == 2
+    assert "add --curriculum steps" in capsys.readouterr().err

@@ -58,6 +58,10 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise ConfigError(f"--synthetic-ratio must be between 0 and 1, got {args.synthetic_ratio}")
     if args.judge_apart and not args.refresh_critics:
         raise ConfigError("--judge-apart judges new critics against the current ones: add --refresh-critics")
+    if args.judge_apart and "mcts" not in args.eval:
+        raise ConfigError("--judge-apart compares critics by the searches they guide: add mcts to --eval")
+    if args.advance is not None and args.curriculum == "none":
+        raise ConfigError("--advance sets when a curriculum level is passed: add --curriculum steps")
     if args.total_tokens is not None and args.total_tokens < 1:
         raise ConfigError(f"--total-tokens must be at least 1, got {args.total_tokens}")
 
@@ -75,7 +79,9 @@ async def _main(args: argparse.Namespace) -> int:
         heldout_data=args.heldout_data,
         prompt=settings.prompt,
         train_prompts=args.train_prompts,
-        curriculum=CurriculumConfig(kind=args.curriculum, advance=args.advance),
+        curriculum=CurriculumConfig(
+            kind=args.curriculum, **({"advance": args.advance} if args.advance is not None else {})
+        ),
         heldout=args.heldout,
         synthetic_ratio=args.synthetic_ratio,
         seed=args.seed,
@@ -105,7 +111,7 @@ async def _main(args: argparse.Namespace) -> int:
             report = await anyio.to_thread.run_sync(write_report, cfg.root)
             verdict = "promoted" if manifest["promoted"] else "not promoted"
             print(f"cycle {k}: {verdict}: {manifest['why']} -> {report}")
-            if manifest["promoted"]:
+            if manifest["promoted"] and manifest.get("policy_changed", True):
                 print(
                     f'  use it: python -m agent.solve --policy-from {cfg.root} "QUESTION"; merge it into a '
                     f"model: python -m finetune.export --policy-from {cfg.root} --out models/{cfg.name}"
@@ -154,12 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="steps: draw each cycle's training prompts by difficulty (solution steps; MATH: level), "
         "starting at the easiest and moving on once a level's searches keep --advance of its prompts; "
-        "half of them at that level, the rest reviewing easier ones (default none: as they come)",
+        "about half of them at the easiest level not passed, the rest reviewing easier ones (default "
+        "none: as they come)",
     )
     parser.add_argument(
         "--advance",
         type=float,
-        default=0.25,
         help="with --curriculum steps: the share of a level's prompts kept that passes it (default 0.25)",
     )
     parser.add_argument(

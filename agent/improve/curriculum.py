@@ -7,17 +7,23 @@ kept trajectory is a one-step problem: multi-step problems are rarely solved, so
 
 With ``kind="steps"`` each cycle's real training prompts are drawn by level:
 
-- The **frontier** is the easiest level not yet passed. A level is passed when, in the latest
-  earlier cycle that searched real prompts of it, at least ``advance`` of them were kept (the
-  search found and kept a right trajectory). The first cycle starts at the easiest level.
-- ``frontier_share`` of the prompts are frontier problems; the rest review the easier levels, in
-  equal parts (so what was learned is kept); at the easiest level all prompts are frontier ones.
-- Problems are taken in the pool's order, skipping those earlier cycles searched, as long as the
-  level has unused ones (then it starts over).
+- The **frontier** is the easiest level not yet passed. A level is passed when at least ``advance``
+  of its searched real prompts were kept (the search found and kept a right trajectory), counted
+  over the latest cycles that searched it until ``min_searched`` prompts are pooled, so a handful of
+  review prompts cannot decide alone. The first cycle starts at the easiest level; once every
+  level is passed the frontier stays at the hardest.
+- ``frontier_share`` of the prompts (rounded) are frontier problems; the rest review the easier
+  levels in equal parts (so what was learned is kept); at the easiest level all are frontier ones.
+- Problems are taken in the pool's order, those no earlier cycle searched first, each at most once
+  per cycle; a level with too few problems gives its share to the nearest levels. Problems without
+  a difficulty (a MATH record of "Level ?") are left out.
 
 The rates per level are read from the earlier cycles' own files (``prompts/prompts.jsonl`` and
 ``search/results.jsonl``), so a resumed run draws the same prompts, and each cycle's
-``prompts/done.json`` records the frontier and the rates it was chosen from.
+``prompts/done.json`` records the frontier, the prompts per level and the rates it was chosen from.
+
+``more_terminals`` uses the same per-level counts to spend more search where few trees find the
+gold answer: such a level's minimum terminals per tree doubles each cycle until they do.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ __all__ = [
     "draw",
     "frontier",
     "level_history",
+    "level_rates",
     "more_terminals",
     "plan",
 ]
@@ -53,10 +60,13 @@ class CurriculumConfig:
     kind: CurriculumKind = "none"
     advance: float = 0.25  # share of a level's searched real prompts kept for the level to count as passed
     frontier_share: float = 0.5  # share of the real prompts drawn at the frontier level
+    min_searched: int = 10  # a level's rate pools the latest cycles until this many were searched
 
     def __post_init__(self) -> None:
         if self.kind not in ("none", "steps"):
             raise ConfigError(f"curriculum must be 'none' or 'steps', not {self.kind!r}")
+        if self.min_searched < 1:
+            raise ConfigError(f"curriculum min_searched must be at least 1, got {self.min_searched}")
         if not (0 < self.advance <= 1 and 0 < self.frontier_share <= 1):
             raise ConfigError(
                 f"curriculum advance (--advance, {self.advance}) and frontier share ({self.frontier_share}) "
@@ -89,18 +99,14 @@ def difficulty(problem: Problem) -> int | None:
 
 
 def levels_of(pool: Sequence[Problem]) -> list[int]:
-    """The difficulty levels present in ``pool``; ConfigError when a problem has none."""
-    levels = set()
-    for problem in pool:
-        level = difficulty(problem)
-        if level is None:
-            raise ConfigError(
-                f"training problem {problem.id} has no difficulty: a curriculum over steps needs the "
-                "generated task, GSM8K records with their solutions, or MATH records with a level; "
-                "run without --curriculum"
-            )
-        levels.add(level)
-    return sorted(levels)
+    """The difficulty levels present in ``pool``; ConfigError when no problem has one."""
+    levels = sorted({level for problem in pool if (level := difficulty(problem)) is not None})
+    if not levels:
+        raise ConfigError(
+            "no training problem has a difficulty: a curriculum over steps needs the generated task, "
+            "GSM8K records with their solutions, or MATH records with a level; run without --curriculum"
+        )
+    return levels
 
 
 def level_history(root: Path, k: int) -> list[dict[int, LevelStats]]:
@@ -139,36 +145,53 @@ def base_terminals(min_terminals: int) -> int:
 
 
 def more_terminals(root: Path, k: int, *, base: int, cap: int, found_below: float = 0.5) -> dict[int, int]:
-    """Per level, the minimum terminals of cycle ``k``'s trees where few trees find the gold.
+    """The levels whose trees need more terminals in cycle ``k``, and how many (at least).
 
-    A level starts at ``base``; when fewer than ``found_below`` of the previous cycle's trees of a
-    level had the gold among their terminals, the level's minimum doubles (up to ``cap``); otherwise
-    it stays. The previous cycle's setting is read from its ``search/done.json``.
+    Every level starts at ``base``; when fewer than ``found_below`` of the previous cycle's trees of
+    a level had the gold among their terminals, the level's minimum doubles (up to ``cap``);
+    otherwise it stays. Only levels above ``base`` are returned; the previous cycle's are read from
+    its ``search/done.json``.
     """
     if k <= 1:
         return {}
     previous = root / f"cycle_{k - 1}"
     done = previous / "search" / "done.json"
-    before = {
-        int(lv): int(n)
-        for lv, n in (json.loads(done.read_text()) if done.exists() else {}).get("min_terminals", {}).items()
-    }
-    plan = dict(before)
+    raised = (json.loads(done.read_text()) if done.exists() else {}).get("min_terminals", {})
+    plan = {int(level): int(n) for level, n in raised.items()}
     for level, stats in cycle_levels(previous).items():
-        current = before.get(level, base)
+        current = plan.get(level, base)
         plan[level] = min(cap, 2 * current) if stats.found_rate < found_below else current
-    return dict(sorted(plan.items()))
+    return {level: n for level, n in sorted(plan.items()) if n > base}
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def frontier(levels: Sequence[int], history: Sequence[dict[int, LevelStats]], advance: float) -> int:
-    """The easiest level not yet passed (the hardest level once all are)."""
+def level_rates(
+    levels: Sequence[int], history: Sequence[dict[int, LevelStats]], min_searched: int
+) -> dict[int, LevelStats]:
+    """Per level, its searched and kept prompts pooled over the latest cycles that searched it, going
+    back until at least ``min_searched`` are counted (or the history ends); absent if never searched."""
+    rates = {}
     for level in levels:
-        latest = next((cycle[level] for cycle in reversed(history) if level in cycle), None)
-        if latest is None or latest.rate < advance:
+        searched = kept = found = 0
+        for cycle in reversed(history):
+            if level in cycle:
+                searched += cycle[level].searched
+                kept += cycle[level].kept
+                found += cycle[level].found
+                if searched >= min_searched:
+                    break
+        if searched:
+            rates[level] = LevelStats(searched, kept, found)
+    return rates
+
+
+def frontier(levels: Sequence[int], rates: dict[int, LevelStats], advance: float) -> int:
+    """The easiest level not yet passed (kept share below ``advance``), or the hardest once all are."""
+    for level in levels:
+        if level not in rates or rates[level].rate < advance:
             return level
     return levels[-1]
 
@@ -188,16 +211,34 @@ def plan(levels: Sequence[int], at: int, n: int, share: float) -> dict[int, int]
 
 
 def draw(pool: Sequence[Problem], counts: dict[int, int], used: set[str]) -> list[Problem]:
-    """``counts`` problems per level from ``pool`` in order, unused ones first."""
-    chosen: list[Problem] = []
+    """``counts`` problems per level from ``pool`` in order, unused ones first, each at most once.
+
+    A level with fewer problems than its count gives the rest to the nearest levels that have
+    problems left (the harder one first); fewer problems than asked only when the pool runs out.
+    """
+    by_level: dict[int, list[Problem]] = {}
+    for problem in pool:
+        level = difficulty(problem)
+        if level is not None:
+            by_level.setdefault(level, []).append(problem)
+    order = {
+        level: [p for p in problems if p.id not in used] + [p for p in problems if p.id in used]
+        for level, problems in by_level.items()
+    }
+    take = {level: 0 for level in order}
+    short = 0
     for level, n in counts.items():
-        at_level = [p for p in pool if difficulty(p) == level]
-        if not at_level:
-            raise ConfigError(f"no training problem of difficulty {level}")
-        fresh = [p for p in at_level if p.id not in used]
-        order = fresh + [p for p in at_level if p.id in used]
-        chosen.extend(order[i % len(order)] for i in range(n))
-    return chosen
+        got = min(n, len(order.get(level, ())))
+        take[level] = got
+        short += n - got
+    for level in sorted(counts, reverse=True):  # the shortfall to the nearest levels with room
+        if not short:
+            break
+        for other in sorted(order, key=lambda lv: (abs(lv - level), -lv)):
+            extra = min(short, len(order[other]) - take[other])
+            take[other] += extra
+            short -= extra
+    return [p for level in sorted(take) for p in order[level][: take[level]]]
 
 
 def used_ids(root: Path, k: int) -> set[str]:
@@ -215,14 +256,14 @@ def choose(
 ) -> tuple[list[Problem], dict[str, Any]]:
     """Cycle ``k``'s ``n`` real prompts from ``pool`` and what decided them (for ``done.json``)."""
     levels = levels_of(pool)
-    history = level_history(root, k)
-    at = frontier(levels, history, config.advance)
+    rates = level_rates(levels, level_history(root, k), config.min_searched)
+    at = frontier(levels, rates, config.advance)
     counts = plan(levels, at, n, config.frontier_share)
     chosen = draw(pool, counts, used_ids(root, k))
-    latest = history[-1] if history else {}
     info = {
         "frontier": at,
-        "per_level": {str(level): c for level, c in counts.items()},
-        "previous_rates": {str(lv): [s.kept, s.searched] for lv, s in latest.items()},
+        "per_level": {str(level): sum(1 for p in chosen if difficulty(p) == level) for level in levels},
+        "rates": {str(lv): [s.kept, s.searched] for lv, s in rates.items()},
     }
+    info["per_level"] = {lv: c for lv, c in info["per_level"].items() if c}
     return chosen, info

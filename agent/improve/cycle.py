@@ -268,7 +268,7 @@ async def step_prompts(k: int, cfg: CycleConfig, policy: Policy, out: Path) -> l
     prompts = mix(real, result.problems, ratio=ratio, seed=cfg.seed + k)
     _write_problems(out / "prompts.jsonl", prompts)
     (out / "rejected.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in result.rejected))
-    counts = {"real": len(real), "imagined": len(result.problems), "used": len(prompts)}
+    counts: dict[str, Any] = {"real": len(real), "imagined": len(result.problems), "used": len(prompts)}
     if chosen_by:
         counts["curriculum"] = chosen_by
     _mark(out, {**counts, **result.reasons(), "seconds": round(time.perf_counter() - started, 1)})
@@ -445,7 +445,7 @@ async def step_eval(
 
 
 def _by_steps(problems: list[Problem], results: Path) -> dict[str, list[int]]:
-    """Right and total per number of solution steps (``meta["steps"]``: generated problems), as
+    """Right and total per number of solution steps (``meta["steps"]``: generated and GSM8K problems), as
     ``{"2": [right, total]}``; empty when the problems do not say."""
     steps = {p.id: p.meta.get("steps") for p in problems}
     table: dict[str, list[int]] = {}
@@ -508,31 +508,33 @@ def judge_apart(
     return best, f"{what}: the best of the parts not worse than the current ones beyond noise"
 
 
+CRITIC_FREE = ("greedy", "sc")  # evaluation methods that never call a critic
+
+
 async def _eval_parts(
     cfg: CycleConfig,
     policy: Policy,
     swap: Swap,
     candidate: Served,
     current: Served,
-    baseline: dict[str, dict[str, Any]],
+    evaluations: tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]],
     out: Path,
 ) -> dict[str, tuple[Served, dict[str, dict[str, Any]]]]:
     """The new policy with the current critics, and the new critics with the current policy, each
-    evaluated on the held-out problems (greedy does not use critics: the current policy's greedy
-    result stands for the new critics)."""
+    evaluated on the held-out problems with the methods that call critics; a critic-free method's
+    result is the one of the same policy (``evaluations``: the new policy's with the new critics,
+    the current policy's with the current critics)."""
+    together, baseline = evaluations
+    searched = tuple(m for m in cfg.eval_methods if m not in CRITIC_FREE)
     parts = {}
-    for label, served in (
-        ("policy", Served(policy=candidate.policy, critics=current.critics)),
-        ("critics", Served(policy=current.policy, critics=candidate.critics)),
+    for label, served, same_policy in (
+        ("policy", Served(policy=candidate.policy, critics=current.critics), together),
+        ("critics", Served(policy=current.policy, critics=candidate.critics), baseline),
     ):
-        methods = (
-            cfg.eval_methods if label == "policy" else tuple(m for m in cfg.eval_methods if m != "greedy")
-        )
         part_policy, part_kind = await _serve(swap, served, policy, cfg)
-        evaluation = {m: baseline[m] for m in cfg.eval_methods if m not in methods and m in baseline}
-        if methods:
-            part_cfg = replace(cfg, eval_methods=methods)
-            evaluation |= await step_eval(part_cfg, part_policy, out / f"eval-{label}", critics=part_kind)
+        evaluation = {m: same_policy[m] for m in cfg.eval_methods if m in CRITIC_FREE and m in same_policy}
+        part_cfg = replace(cfg, eval_methods=searched)
+        evaluation |= await step_eval(part_cfg, part_policy, out / f"eval-{label}", critics=part_kind)
         parts[label] = (served, evaluation)
     return parts
 
@@ -582,7 +584,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     if examples:
         trained = await step_train(cfg, data, out / "adapter", init_adapter=init_adapter)
         adapter = out / "adapter" / ("adapter.gguf" if "gguf" in trained["files"] else "adapter")
-    critics, critics_note = dict(current.critics), "critics fixed"
+    critics, critics_note = dict(current.critics), "critics fixed"  # (judged apart: see "judged")
     if cfg.refresh_critics:
         refreshed = await step_critics(k, cfg, out / "critics")
         if isinstance(refreshed, str):
@@ -604,9 +606,10 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         new_policy, new_kind = await _serve(swap, candidate, policy, cfg)
         evaluation = await step_eval(cfg, new_policy, out / "eval", critics=new_kind)
         promoted, why = promote(evaluation, baseline)
-        if cfg.judge_apart and candidate.policy != current.policy and candidate.critics != current.critics:
+        apart = cfg.judge_apart and any(m not in CRITIC_FREE for m in cfg.eval_methods)
+        if apart and candidate.policy != current.policy and candidate.critics != current.critics:
             parts = {"together": (candidate, evaluation)}
-            parts |= await _eval_parts(cfg, policy, swap, candidate, current, baseline, out)
+            parts |= await _eval_parts(cfg, policy, swap, candidate, current, (evaluation, baseline), out)
             chosen, why = judge_apart({label: ev for label, (_, ev) in parts.items()}, baseline)
             judged = {"chosen": chosen, **{label: ev for label, (_, ev) in parts.items()}}
             promoted = chosen is not None
@@ -628,7 +631,15 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         if not promoted:
             await _serve(swap, current, policy, cfg)
     if promoted:
-        promoted_to = {**_served_record(candidate), "cycle": k, "eval": evaluation}
+        policy_cycle = (
+            k if candidate.policy != current.policy else lineage.get("policy_cycle", lineage.get("cycle"))
+        )
+        promoted_to = {
+            **_served_record(candidate),
+            "cycle": k,
+            "policy_cycle": policy_cycle,
+            "eval": evaluation,
+        }
         await anyio.to_thread.run_sync(write_json_atomic, cfg.root / "lineage.json", promoted_to)
     manifest = {
         "cycle": k,
@@ -653,6 +664,7 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
     }
     if judged is not None:
         manifest["judged"] = judged
+        manifest["policy_changed"] = promoted and candidate.policy != current.policy
     await anyio.to_thread.run_sync(write_json_atomic, out / "manifest.json", manifest)
     log.info("cycle_done", cycle=k, promoted=promoted, why=why)
     return manifest

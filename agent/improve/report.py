@@ -133,7 +133,7 @@ def _levels_table(manifests: list[dict[str, Any]]) -> list[str]:
     lines = [
         "",
         "Real training prompts kept / searched (trees with the gold among their terminals), by difficulty",
-        "(steps; MATH: level), and each level's minimum terminals per tree where they were raised:",
+        "(steps; MATH: level), and the minimum terminals per tree of the levels --more-terminals raised:",
         "",
         "| cycle | curriculum frontier | " + " | ".join(str(lv) for lv in levels) + " |",
         "|---|---|" + "---|" * len(levels),
