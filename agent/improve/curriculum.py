@@ -260,10 +260,10 @@ def choose(
     at = frontier(levels, rates, config.advance)
     counts = plan(levels, at, n, config.frontier_share)
     chosen = draw(pool, counts, used_ids(root, k))
+    per_level = {str(level): sum(1 for p in chosen if difficulty(p) == level) for level in levels}
     info = {
         "frontier": at,
-        "per_level": {str(level): sum(1 for p in chosen if difficulty(p) == level) for level in levels},
+        "per_level": {level: c for level, c in per_level.items() if c},
         "rates": {str(lv): [s.kept, s.searched] for lv, s in rates.items()},
     }
-    info["per_level"] = {lv: c for lv, c in info["per_level"].items() if c}
     return chosen, info
