@@ -103,6 +103,11 @@ class EmbeddedSettings(BaseModel):
         description="host-RAM prompt cache (MiB) that restores a prompt's state into any slot; default: "
         "llama.cpp's 8 GiB, off when LoRA adapters are loaded (it is not adapter-aware)",
     )
+    swa_full: bool = Field(
+        default=False,
+        description="full-size KV cache for sliding-window-attention models such as Gemma 3, so a slot "
+        "reuses cached prefixes longer than the window (more memory)",
+    )
     log_file: Path | None = Field(default=None, description="default: <cache>/logs/llama-server.log")
     lora: tuple[Path, ...] = Field(default=(), description="GGUF LoRA adapters to load (index = position)")
     startup_timeout: float = Field(default=300.0, gt=0)

@@ -44,6 +44,7 @@ class EmbeddedServerConfig:
     startup_timeout: float = 300.0
     cache_reuse: int = 0  # llama.cpp --cache-reuse: shortest chunk reused from a slot's cache by KV shifting
     ram_cache_mib: int | None = None  # host-RAM prompt cache; None: llama.cpp's 8 GiB, 0 with adapters
+    swa_full: bool = False  # full-size KV cache for sliding-window models (Gemma 3), so prefixes are reused
 
     def __post_init__(self) -> None:
         if self.lora and self.ram_cache_mib:
@@ -70,6 +71,7 @@ class EmbeddedServerConfig:
             startup_timeout=settings.startup_timeout,
             cache_reuse=settings.cache_reuse,
             ram_cache_mib=settings.ram_cache_mib,
+            swa_full=settings.swa_full,
         )
 
     def command(self, *, model: Path, port: int) -> list[str]:
@@ -85,6 +87,8 @@ class EmbeddedServerConfig:
             command += ["--cache-reuse", str(self.cache_reuse)]
         if self.ram_cache_mib is not None:
             command += ["--ram-cache-mib", str(self.ram_cache_mib)]
+        if self.swa_full:
+            command += ["--swa-full"]
         return command
 
 
@@ -158,6 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ram-cache-mib", type=int, help="host-RAM prompt cache size (default: llama.cpp's; 0 with adapters)"
     )
+    parser.add_argument(
+        "--swa-full",
+        action="store_true",
+        help="full-size KV cache for sliding-window-attention models (Gemma 3): without it llama.cpp keeps "
+        "only the window, and a slot cannot reuse a cached prefix longer than it",
+    )
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone (no orphan servers)")
     args = parser.parse_args(argv)
 
@@ -179,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     params.n_cache_reuse = args.cache_reuse
     if args.ram_cache_mib is not None:
         params.cache_ram_mib = args.ram_cache_mib
+    params.swa_full = args.swa_full
     if args.lora:
         # llama.cpp's RAM prompt cache restores prompt states without checking which adapters they
         # were computed with, so a request could reuse another adapter's state: keep it off.

@@ -472,6 +472,9 @@ def test_embedded_server_cache_options_reach_its_command_and_the_ram_cache_refus
     assert command[command.index("--cache-reuse") + 1] == "256"
     assert command[command.index("--ram-cache-mib") + 1] == "0"
     assert "--ram-cache-mib" not in EmbeddedServerConfig().command(model=Path("m.gguf"), port=1)
+    assert "--swa-full" not in command
+    swa = EmbeddedServerConfig.from_settings(EmbeddedSettings(swa_full=True))
+    assert "--swa-full" in swa.command(model=Path("m.gguf"), port=1)
     EmbeddedServerConfig(lora=(Path("a.gguf"),), ram_cache_mib=0)  # off: allowed
     with pytest.raises(ConfigError, match="RAM prompt cache cannot be used with LoRA"):
         EmbeddedServerConfig(lora=(Path("a.gguf"),), ram_cache_mib=1024)
