@@ -121,10 +121,9 @@ def cycle_levels(cycle: Path) -> dict[int, LevelStats]:
     if not prompts_path.exists() or not results_path.exists():
         return {}
     levels: dict[str, int] = {}
-    for row in _rows(prompts_path):
-        meta = row.get("meta") or {}
-        level = difficulty(Problem(id=row["id"], question="", gold=None, meta=meta))
-        if level is not None and "source" not in meta:  # imagined prompts name their source
+    for row in _real_rows(prompts_path):
+        level = difficulty(Problem(id=row["id"], question="", gold=None, meta=row.get("meta") or {}))
+        if level is not None:
             levels[row["id"]] = level
     searched: dict[int, int] = {}
     kept: dict[int, int] = {}
@@ -166,6 +165,11 @@ def more_terminals(root: Path, k: int, *, base: int, cap: int, found_below: floa
 
 def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _real_rows(path: Path) -> list[dict[str, Any]]:
+    """A cycle's prompts.jsonl rows of real training problems (imagined ones name their source)."""
+    return [row for row in _rows(path) if "source" not in (row.get("meta") or {})]
 
 
 def level_rates(
@@ -247,7 +251,7 @@ def used_ids(root: Path, k: int) -> set[str]:
     for j in range(1, k):
         path = root / f"cycle_{j}" / "prompts" / "prompts.jsonl"
         if path.exists():
-            ids.update(row["id"] for row in _rows(path) if "source" not in (row.get("meta") or {}))
+            ids.update(row["id"] for row in _real_rows(path))
     return ids
 
 
