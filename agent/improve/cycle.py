@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -53,6 +52,7 @@ from agent.improve.curriculum import (
     more_terminals,
 )
 from agent.improve.imagine import ImagineConfig, imagine, mix
+from agent.improve.promotion import CRITIC_FREE, judge_apart, promote
 from agent.improve.select import Decision, FilterConfig, select_trajectory
 from agent.improve.training import CRITIC_ROLES, step_critics, step_train
 from agent.runs import RunDir, write_json_atomic, write_lines_atomic
@@ -74,6 +74,7 @@ __all__ = [
     "check_disjoint",
     "heldout_problems",
     "judge_apart",
+    "promote",
     "real_prompts",
     "run_cycle",
     "training_prompts",
@@ -457,58 +458,6 @@ def _by_steps(problems: list[Problem], results: Path) -> dict[str, list[int]]:
             cell[0] += bool(record.get("correct"))
             cell[1] += 1
     return dict(sorted(table.items(), key=lambda item: int(item[0])))
-
-
-def promote(new: dict[str, dict[str, Any]], best: dict[str, dict[str, Any]]) -> tuple[bool, str]:
-    """Promote unless a method got worse beyond noise (one binomial standard error of the best)."""
-    for method, result in new.items():
-        old = best.get(method)
-        if old is None:
-            continue
-        p, n = old["accuracy"], max(old["problems"], 1)
-        noise = math.sqrt(max(p * (1 - p), 1 / n) / n)
-        if result["accuracy"] < p - noise:
-            return False, f"{method} accuracy {result['accuracy']:.3f} < {p:.3f} - noise {noise:.3f}"
-    return True, "not worse than the current policy beyond noise on any method"
-
-
-PARTS = ("together", "policy", "critics")
-
-
-def judge_apart(
-    parts: dict[str, dict[str, dict[str, Any]]], baseline: dict[str, dict[str, Any]]
-) -> tuple[str | None, str]:
-    """Which part of a cycle's candidate to promote, from its evaluations with each part alone.
-
-    ``parts`` holds the held-out evaluations of ``together`` (the new policy with the new critics),
-    ``policy`` (the new policy with the current critics) and ``critics`` (the current policy with
-    the new critics). A part qualifies when no method got worse than ``baseline`` beyond noise
-    (``promote``); among those, the highest mean accuracy over the methods wins, ties going to the
-    order of ``PARTS``. None when no part qualifies.
-    """
-    qualified = []
-    reasons = []
-    for label in PARTS:
-        if label not in parts:
-            continue
-        ok, why = promote(parts[label], baseline)
-        if ok:
-            mean = sum(r["accuracy"] for r in parts[label].values()) / max(1, len(parts[label]))
-            qualified.append((-mean, PARTS.index(label), label))
-        else:
-            reasons.append(f"{label}: {why}")
-    if not qualified:
-        return None, "no part is as good as the current policy and critics (" + "; ".join(reasons) + ")"
-    _, _, best = min(qualified)
-    what = {
-        "together": "new policy and new critics",
-        "policy": "new policy with the current critics",
-        "critics": "new critics with the current policy",
-    }[best]
-    return best, f"{what}: the best of the parts not worse than the current ones beyond noise"
-
-
-CRITIC_FREE = ("greedy", "sc")  # evaluation methods that never call a critic
 
 
 async def _eval_parts(
