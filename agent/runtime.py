@@ -84,7 +84,7 @@ async def open_policy(settings: Settings, *, critics: str | None = None) -> Asyn
             elif adapters and not temperatures:
                 temperatures = _stored_temperatures(e.lora, adapters)
             config = EmbeddedServerConfig.from_settings(e)
-            log.info("embedded_server_starting", model=str(e.model_path or "bundled SmolLM2-135M-Instruct"))
+            log.info("embedded_server_starting", model=str(e.model_path or e.model))
             server = await stack.enter_async_context(EmbeddedServer(config))
             # With slot affinity a request may wait at the server for its search's slot, so more are
             # kept in flight than there are slots (bench/throughput.py --pin-slots --in-flight).
@@ -93,6 +93,8 @@ async def open_policy(settings: Settings, *, critics: str | None = None) -> Asyn
             )
             if pinned and endpoint_settings.server_queue is None:
                 pinned["server_queue"] = 3 * e.parallel  # adaptive: as many as the fixed limit lets wait
+            if "prompt_format" not in settings.policy.model_fields_set:
+                pinned["prompt_format"] = server.prompt_format  # the served model's, unless one was chosen
             endpoint_settings = endpoint_settings.model_copy(
                 update={"url": server.url, "backend": "llamacpp", "max_concurrency": e.parallel, **pinned}
             )
@@ -132,10 +134,10 @@ def _with_shipped_critic(e: EmbeddedSettings) -> tuple[EmbeddedSettings, dict[st
     refs, and its temperatures; ConfigError when the model is not the bundled one."""
     from agent.critics.shipped import shipped_critic
 
-    if e.model_path is not None:
+    if e.model_path is not None or e.model != "smollm2-135m":
         raise ConfigError(
-            f"the shipped critics are adapters of the bundled model, not of {e.model_path}; train critics "
-            "for it (python -m finetune.critics --base ...) and set AGENT_CRITIC_ADAPTERS"
+            f"the shipped critics are adapters of the bundled model, not of {e.model_path or e.model}; "
+            "train critics for it (python -m finetune.critics --base ...) and set AGENT_CRITIC_ADAPTERS"
         )
     shipped = shipped_critic()
     ref = str(len(e.lora))

