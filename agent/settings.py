@@ -111,10 +111,11 @@ class EmbeddedSettings(BaseModel):
         description="host-RAM prompt cache (MiB) that restores a prompt's state into any slot; default: "
         "llama.cpp's 8 GiB, off when LoRA adapters are loaded (it is not adapter-aware)",
     )
-    swa_full: bool = Field(
-        default=False,
+    swa_full: bool | None = Field(
+        default=None,
         description="full-size KV cache for sliding-window-attention models such as Gemma 3, so a slot "
-        "reuses cached prefixes longer than the window (more memory)",
+        "reuses cached prefixes longer than the window (more memory); default: the model's (on for "
+        "gemma3-270m)",
     )
     log_file: Path | None = Field(default=None, description="default: <cache>/logs/llama-server.log")
     lora: tuple[Path, ...] = Field(default=(), description="GGUF LoRA adapters to load (index = position)")

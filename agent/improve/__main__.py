@@ -30,7 +30,8 @@ from agent.improve.cycle import CycleConfig, check_data, run_cycle
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig
 from agent.improve.serving import embedded_policy, remote_policy
-from agent.settings import load_settings
+from agent.settings import Settings, load_settings
+from servers.models import BUNDLED, get_model, model_file
 
 __all__ = ["main", "parse_every"]
 
@@ -91,7 +92,7 @@ async def _main(args: argparse.Namespace) -> int:
         sft_epochs=args.epochs,
         sft_max_steps=args.max_steps,
         train_from=args.train_from,
-        base=args.base or (settings.policy.model if remote else None),
+        base=args.base or (settings.policy.model if remote else _embedded_base(settings)),
         refresh_critics=args.refresh_critics,
         critic_steps=args.critic_steps,
         search_tokens=args.total_tokens,
@@ -101,7 +102,7 @@ async def _main(args: argparse.Namespace) -> int:
         runs_dir=args.runs,
     )
     check_data(cfg)  # before a server starts: a missing or overlapping data set is a usage error
-    serve = remote_policy(overrides) if remote else embedded_policy()
+    serve = remote_policy(overrides) if remote else embedded_policy(overrides)
     every = parse_every(args.every) if args.every else None
     first = _next_cycle(cfg) if args.next else 1
     async with serve as (policy, swap):
@@ -119,6 +120,15 @@ async def _main(args: argparse.Namespace) -> int:
             if every is not None and k < first + args.cycles - 1:
                 await anyio.sleep(max(0.0, every - (anyio.current_time() - started)))
     return 0
+
+
+def _embedded_base(settings: Settings) -> str | None:
+    """The model the embedded server serves, to fine-tune (None: the bundled model)."""
+    e = settings.embedded
+    if e.model_path is not None:
+        return str(e.model_path)
+    model = get_model(e.model)
+    return None if model is BUNDLED else str(model_file(model))  # fetched when the server starts
 
 
 def _next_cycle(cfg: CycleConfig) -> int:
@@ -209,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--base",
-        help="model to fine-tune: GGUF, HF directory or hub id (default: the bundled model, or "
-        "AGENT_POLICY__MODEL with a remote server)",
+        help="model to fine-tune: GGUF, HF directory or hub id (default: the embedded server's model, "
+        "AGENT_EMBEDDED__MODEL_PATH or __MODEL; AGENT_POLICY__MODEL with a remote server)",
     )
     parser.add_argument(
         "--refresh-critics",

@@ -21,19 +21,25 @@ __all__ = ["embedded_policy", "embedded_swap", "remote_policy"]
 
 
 @asynccontextmanager
-async def embedded_policy() -> AsyncIterator[tuple[Policy, Swap]]:
-    """The embedded server, a policy endpoint that rides out restarts, and a swap that restarts it."""
+async def embedded_policy(overrides: dict[str, object] | None = None) -> AsyncIterator[tuple[Policy, Swap]]:
+    """The embedded server, a policy endpoint that rides out restarts, and a swap that restarts it.
+
+    The prompt format is the served model's (``AGENT_EMBEDDED__MODEL``) unless the policy's is set
+    (``AGENT_POLICY__PROMPT_FORMAT``, or ``prompt_format`` under ``overrides["policy"]``)."""
     from servers.llamacpp import EmbeddedServerConfig
 
-    settings = load_settings().embedded
+    loaded = load_settings(**(overrides or {}))
+    settings = loaded.embedded
     config = EmbeddedServerConfig.from_settings(settings)
     async with EmbeddedServer(config) as server:
+        explicit = "prompt_format" in loaded.policy.model_fields_set
+        fmt = get_format(loaded.policy.prompt_format if explicit else server.prompt_format)
         # A swap restarts the server: requests meanwhile are refused and retried, not lost.
         retry = RetryPolicy(attempts=10, initial_wait=0.5, max_wait=8.0)
         backend = LlamaCppBackend(server.url, max_n=settings.parallel)
         endpoint = Endpoint(backend, max_concurrency=settings.parallel, retry=retry)
         async with endpoint:
-            policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=True)
+            policy = Policy(endpoint=endpoint, fmt=fmt, embedded=True)
             yield policy, embedded_swap(server, backend)
 
 
