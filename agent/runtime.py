@@ -126,6 +126,15 @@ def _with_policy_adapter(e: EmbeddedSettings, promoted: PromotedPolicy) -> tuple
             "(it was fine-tuned from a Hugging Face base); serve it on SGLang or vLLM, or merge it into a "
             "model with python -m finetune.export"
         )
+    from servers.models import get_model
+
+    served = e.model_path.name if e.model_path else get_model(e.model).filename
+    if promoted.base and promoted.base.endswith(".gguf") and Path(promoted.base).name != served:
+        raise ConfigError(
+            f"the policy adapter {promoted.source} was fine-tuned from {Path(promoted.base).name}, but the "
+            f"embedded server would serve {served}: an adapter only fits its own base. Set "
+            "AGENT_EMBEDDED__MODEL (or AGENT_EMBEDDED__MODEL_PATH) to that model"
+        )
     return e.model_copy(update={"lora": (*e.lora, promoted.gguf)}), str(len(e.lora))
 
 

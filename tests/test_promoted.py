@@ -76,6 +76,19 @@ async def test_the_embedded_server_needs_a_gguf_adapter(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_the_embedded_server_refuses_an_adapter_of_another_base(tmp_path: Path) -> None:
+    run = _run(tmp_path)  # fine-tuned from base.gguf, not the bundled model
+    with pytest.raises(
+        ConfigError, match=r"fine-tuned from base\.gguf, but the embedded server would serve Smol"
+    ):
+        async with open_policy(load_settings(policy_adapter=str(run))):
+            pass
+    with pytest.raises(ConfigError, match=r"would serve gemma-3-270m-q4_k_m\.gguf"):
+        async with open_policy(load_settings(policy_adapter=str(run), embedded={"model": "gemma3-270m"})):
+            pass
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("backend", ["openai", "sglang"])
 async def test_servers_addressed_by_name_get_the_cycles_adapter_name(tmp_path: Path, backend: str) -> None:
     """vLLM / OpenAI-style servers take the adapter as the model name, SGLang as ``lora_path``."""
