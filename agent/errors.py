@@ -4,7 +4,7 @@
     ├── ConfigError                  a setting or argument is wrong; fix the configuration
     ├── InputError                   a question or problem the user gave cannot be solved as given
     ├── DataError                    a data file is missing or does not have the expected schema
-    ├── ModelFetchError              the bundled model could not be fetched or verified
+    ├── ModelFetchError              a catalog model could not be fetched or verified
     ├── ServerStartError             a model server process did not come up healthy
     ├── GradingError                 the grader itself failed (not: the answer was wrong)
     └── EndpointError                talking to a model endpoint failed
@@ -60,7 +60,7 @@ class DataError(AgentError):
 
 
 class ModelFetchError(AgentError):
-    """The bundled model could not be downloaded, verified or extracted."""
+    """A catalog model (``servers.models``) could not be downloaded, verified or extracted."""
 
 
 class ServerStartError(AgentError):

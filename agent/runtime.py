@@ -2,8 +2,8 @@
 
 ``open_policy`` is what ``solve`` and ``evaluate`` (library calls and CLIs) share: with a policy URL
 in the settings it connects there and checks health, saying which URL failed and how to start a
-server; without one it starts the embedded llama.cpp server on the bundled model and stops it on
-exit.
+server; without one it starts the embedded llama.cpp server on its model (``AGENT_EMBEDDED__MODEL``:
+the bundled SmolLM2 unless set) and stops it on exit.
 
 Trained critics: ``open_policy(settings, critics="trained")`` (or ``"checked"``) with no
 ``AGENT_CRITIC_ADAPTERS`` serves the critic shipped with the package (``agent.critics.shipped``) as
