@@ -6,7 +6,8 @@
     AGENT_POLICY__URL=http://127.0.0.1:30000 AGENT_POLICY__BACKEND=sglang python -m agent.solve "..."
 
 With no endpoint configured, the embedded llama.cpp server is started on its model (the bundled
-one unless ``AGENT_EMBEDDED__MODEL`` says otherwise), used and stopped. As a library call: ``await solve("question")`` returns a ``Solution``.
+one unless ``AGENT_EMBEDDED__MODEL`` says otherwise), used and stopped. As a library call:
+``await solve("question")`` returns a ``Solution``.
 """
 
 from __future__ import annotations
