@@ -126,9 +126,9 @@ def _with_policy_adapter(e: EmbeddedSettings, promoted: PromotedPolicy) -> tuple
             "(it was fine-tuned from a Hugging Face base); serve it on SGLang or vLLM, or merge it into a "
             "model with python -m finetune.export"
         )
-    from servers.models import get_model
+    from servers.models import served_file
 
-    served = e.model_path.name if e.model_path else get_model(e.model).filename
+    served = served_file(e.model_path, e.model).name
     if promoted.base and promoted.base.endswith(".gguf") and Path(promoted.base).name != served:
         raise ConfigError(
             f"the policy adapter {promoted.source} was fine-tuned from {Path(promoted.base).name}, but the "
@@ -142,8 +142,9 @@ def _with_shipped_critic(e: EmbeddedSettings) -> tuple[EmbeddedSettings, dict[st
     """The embedded settings with the shipped critic added as the last adapter, the roles' adapter
     refs, and its temperatures; ConfigError when the model is not the bundled one."""
     from agent.critics.shipped import shipped_critic
+    from servers.models import BUNDLED, get_model
 
-    if e.model_path is not None or e.model != "smollm2-135m":
+    if e.model_path is not None or get_model(e.model) is not BUNDLED:
         raise ConfigError(
             f"the shipped critics are adapters of the bundled model, not of {e.model_path or e.model}; "
             "train critics for it (python -m finetune.critics --base ...) and set AGENT_CRITIC_ADAPTERS"

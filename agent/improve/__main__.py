@@ -31,7 +31,7 @@ from agent.improve.report import write_report
 from agent.improve.select import FilterConfig
 from agent.improve.serving import embedded_policy, remote_policy
 from agent.settings import Settings, load_settings
-from servers.models import BUNDLED, get_model, model_file
+from servers.models import BUNDLED, get_model, served_file
 
 __all__ = ["main", "parse_every"]
 
@@ -125,10 +125,9 @@ async def _main(args: argparse.Namespace) -> int:
 def _embedded_base(settings: Settings) -> str | None:
     """The model the embedded server serves, to fine-tune (None: the bundled model)."""
     e = settings.embedded
-    if e.model_path is not None:
-        return str(e.model_path)
-    model = get_model(e.model)
-    return None if model is BUNDLED else str(model_file(model))  # fetched when the server starts
+    if e.model_path is None and get_model(e.model) is BUNDLED:
+        return None
+    return str(served_file(e.model_path, e.model))  # a catalog model is fetched when the server starts
 
 
 def _next_cycle(cfg: CycleConfig) -> int:
