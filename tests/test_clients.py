@@ -477,7 +477,8 @@ async def test_the_real_transport_maps_refused_and_dropped_connections(backend: 
 
 async def test_llamacpp_slot_affinity_pins_each_routing_key_to_a_slot() -> None:
     """With ``pin_slots``, single completions inside ``routed(key)`` name a slot (``id_slot``): new
-    keys take the slots in turn, a key keeps its slot; ``n`` > 1, adapter requests and requests
+    keys take the slots in turn, a key keeps its slot; a key's requests under an adapter keep a slot
+    of their own (a slot drops its cache when the adapter set changes); ``n`` > 1 and requests
     without a key are not pinned."""
     seen: list[dict] = []
 
@@ -498,8 +499,12 @@ async def test_llamacpp_slot_affinity_pins_each_routing_key_to_a_slot() -> None:
         with routed("a"):
             await ep.complete("p", Sampling(), n=2)
             await critic.complete("p", Sampling())
+            await critic.complete("p", Sampling())
+            await ep.complete("p", Sampling())
         await ep.complete("p", Sampling())
-    assert [b.get("id_slot") for b in seen] == [0, 1, 0, 2, 0, 1, None, None, None]
+        await critic.complete("p", Sampling())
+    assert [b.get("id_slot") for b in seen] == [0, 1, 0, 2, 0, 1, None, 1, 1, 0, None, None]
+    assert [b.get("lora") for b in seen[7:9]] == [[{"id": 0, "scale": 1.0}]] * 2
     with pytest.raises(ConfigError, match="pin_slots"):
         LlamaCppBackend(URL, pin_slots=-1)
 

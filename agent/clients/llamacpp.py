@@ -10,9 +10,10 @@ and gives a request whichever slot is free, so concurrent searches keep landing 
 another search's prompt and re-evaluate their question and steps. With ``pin_slots``, the requests of
 one search (one routing key, ``agent.clients.routing``) name a slot (``id_slot``), chosen the first
 time a key is seen: the slot with the fewest of this client's requests in flight, in turn among
-equals; the server holds a request until its slot is free. Only single
-completions without an adapter are pinned: ``n_cmpl`` spreads over slots itself, and a slot drops its
-cache when the adapter set changes.
+equals; the server holds a request until its slot is free. Only single completions are pinned
+(``n_cmpl`` spreads over slots itself), and a search's requests under another adapter set (a policy
+adapter, a critic adapter) are pinned to a slot of their own, since a slot drops its cache when the
+adapter set changes.
 """
 
 from __future__ import annotations
@@ -96,8 +97,10 @@ class LlamaCppBackend:
             payload["seed"] = sampling.seed
         if self.lora:
             payload["lora"] = [{"id": i, "scale": s} for i, s in self.lora]
-        elif self.pin_slots and n == 1 and (key := current_routing_key()) is not None:
-            payload["id_slot"] = self._slot_for(key)
+        if self.pin_slots and n == 1 and (key := current_routing_key()) is not None:
+            # a slot drops its cache when the adapter set changes: each adapter set of a search
+            # keeps a slot of its own
+            payload["id_slot"] = self._slot_for(f"{key}\x00{self.lora}" if self.lora else key)
         url = f"{self.url}/completion"
         slot = payload.get("id_slot")
         if slot is not None:
