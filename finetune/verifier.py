@@ -35,6 +35,7 @@ import anyio
 
 from agent.cli import report_errors
 from agent.errors import ConfigError
+from servers.process import exit_with_parent
 
 ROLES = ("orm", "value", "prm")
 
@@ -239,12 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ship", action="store_true", help="copy the weights into the package")
     parser.add_argument("--ship-dir", type=Path, default=SHIPPED_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone (no orphan fit)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
+    exit_with_parent(args.parent_pid)
 
     def fit_and_report() -> int:
         if args.problems < 1 or args.samples < 1:

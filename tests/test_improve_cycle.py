@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from agent.clients import Endpoint, LlamaCppBackend, RetryPolicy, Sampling
+from agent.critics.verifier import features
 from agent.errors import ConfigError
 from agent.fakes.backend import FunctionBackend
 from agent.improve.__main__ import parse_every
@@ -221,6 +223,59 @@ async def test_refresh_critics_needs_right_and_wrong_paths(tmp_path: Path) -> No
     (search / "results.jsonl").write_text(_search_record("p1", "3 + 4?", wrong))
     why = await step_critics(1, cfg, tmp_path / "c" / "cycle_1" / "critics")
     assert why == "critics kept: 0 of 1 graded paths right, need both kinds"
+
+
+@pytest.mark.anyio
+async def test_a_refreshed_verifier_is_refitted_on_search_paths_and_scores_in_process(tmp_path: Path) -> None:
+    """With ``verifier`` critics, refreshing refits the feature verifier's weights on the trees'
+    graded paths (``finetune.verifier``, its own process) instead of training a LoRA critic; the
+    weights are not put on the policy server but score the cycle's later searches."""
+    pytest.importorskip("torch")
+    from agent.critics.verifier import load_weights
+    from agent.improve.cycle import _serve
+    from agent.solvers import build_critics
+
+    cfg = CycleConfig(name="c", runs_dir=tmp_path, refresh_critics=True, critics="verifier")
+    lines = ""
+    for j in range(12):
+        a, b = 3 + j, 4 + 2 * j
+        right = ([f"{a} + {b} = {a + b}", f"The answer is {a + b}."], str(a + b), True)
+        wrong = ([f"{a} + {b} = {a + b + 1}", f"The answer is {a + b + 1}."], str(a + b + 1), False)
+        lines += _search_record(f"p{j}", f"Sam has {a} pens and buys {b} more. How many now?", [right, wrong])
+    search = tmp_path / "c" / "cycle_1" / "search"
+    search.mkdir(parents=True)
+    (search / "results.jsonl").write_text(lines)
+    out = tmp_path / "c" / "cycle_1" / "critics"
+    critics = await step_critics(1, cfg, out)
+    assert not isinstance(critics, str), critics
+    assert list(critics) == ["verifier"]
+    name, path = critics["verifier"]
+    assert name == "cycle_1_verifier" and path == out / "verifier.json"
+    weights = load_weights(path)
+    assert weights.roles == ("value", "prm", "orm")
+    assert weights.weights["orm"]["wrong_claim"] < 0  # the wrong paths are the ones that miscompute
+    fitted = path.stat().st_mtime_ns
+    assert await step_critics(1, cfg, out) == critics  # done: not fitted again
+    assert path.stat().st_mtime_ns == fitted
+
+    served: list[Served] = []
+
+    async def swap(to: Served) -> dict[str, str]:
+        served.append(to)
+        return {}
+
+    async with Endpoint(FunctionBackend(lambda *_: "The answer is 1."), max_concurrency=1) as endpoint:
+        policy = Policy(endpoint=endpoint, fmt=get_format("chatml"), embedded=False)
+        active, kind = await _serve(swap, Served(critics=critics), policy, cfg)
+        assert kind == "verifier" and active.verifier == path and active.critic_adapters == {}
+        orm = build_critics(kind, policy=endpoint, fmt=policy.fmt, verifier=active.verifier)["orm"]
+        again, kind = await _serve(swap, Served(), policy, cfg)  # the current critics: the configured ones
+        assert kind == "verifier" and again.verifier is None
+    question, steps = "Sam has 3 pens and buys 4 more. How many now?", ["3 + 4 = 8", "The answer is 8."]
+    z = weights.bias["orm"] + sum(
+        w * v for f, w in weights.weights["orm"].items() if (v := features(question, steps)[f])
+    )
+    assert (await orm.score(question, steps)).p == pytest.approx(1 / (1 + math.exp(-z)))
 
 
 @pytest.mark.server

@@ -224,9 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refresh-critics",
         action="store_true",
-        help="retrain the value, PRM and ORM each cycle on the search trees (default: fixed critics)",
+        help="retrain the value, PRM and ORM each cycle on the search trees (a LoRA critic; with --critics "
+        "verifier, the verifier's weights are refitted instead; default: fixed critics)",
     )
-    parser.add_argument("--critic-steps", type=int, default=40, help="optimizer steps per refreshed critic")
+    parser.add_argument(
+        "--critic-steps", type=int, default=40, help="optimizer steps per refreshed LoRA critic"
+    )
     parser.add_argument(
         "--judge-apart",
         action="store_true",

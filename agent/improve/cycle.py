@@ -14,7 +14,9 @@ separate process, ``python -m finetune.sft``, from the base model on all the dat
 Critics stay fixed across cycles (the paper), or with ``refresh_critics`` the value, PRM and ORM
 are retrained each cycle (``python -m finetune.critics --trajectories``) on every graded terminal
 path of the search trees so far, served as adapters next to the policy's, and used (``trained``
-critics) by the cycle's evaluation and every later search. A cycle's candidate is its policy
+critics) by the cycle's evaluation and every later search; with ``verifier`` critics the feature
+verifier's weights are refitted instead (``python -m finetune.verifier --trajectories``) and the
+searches keep scoring with it. A cycle's candidate is its policy
 adapter together with its critics; both are promoted, or kept out, together, unless
 ``judge_apart``: then each is also evaluated with the other's current version, and the best part
 that is not worse is promoted.
@@ -54,7 +56,7 @@ from agent.improve.curriculum import (
 from agent.improve.imagine import ImagineConfig, imagine, mix
 from agent.improve.promotion import CRITIC_FREE, judge_apart, promote
 from agent.improve.select import Decision, FilterConfig, select_trajectory
-from agent.improve.training import CRITIC_ROLES, step_critics, step_train
+from agent.improve.training import CRITIC_ROLES, VERIFIER, step_critics, step_train
 from agent.runs import RunDir, write_json_atomic, write_lines_atomic
 from agent.runtime import Policy
 from agent.search.config import SearchConfig
@@ -624,6 +626,8 @@ async def _serve(swap: Swap, served: Served, policy: Policy, cfg: CycleConfig) -
     refs = await swap(served)
     if not served.critics:
         return replace(policy, critic_adapters={}), cfg.critics
+    if VERIFIER in served.critics:  # refitted weights, scored in this process
+        return replace(policy, critic_adapters={}, verifier=served.critics[VERIFIER][1]), "verifier"
     return replace(policy, critic_adapters=refs), "trained"
 
 

@@ -60,6 +60,7 @@ def embedded_swap(server: EmbeddedServer, backend: LlamaCppBackend) -> Swap:
         files = ([served.policy[1]] if served.policy else []) + [served.critics[r][1] for r in roles]
         offset = 1 if served.policy else 0
         refs = {role: str(offset + i) for i, role in enumerate(roles)}
+        served = Served(policy=served.policy, critics={r: served.critics[r] for r in roles})  # on the server
         if served == current:
             return refs
         name = served.policy[0] if served.policy else "base"
@@ -105,7 +106,7 @@ async def remote_policy(overrides: dict[str, object]) -> AsyncIterator[tuple[Pol
                 inner.adapter = target  # SGLang: lora_path per request
             elif hasattr(inner, "model"):
                 inner.model = target or settings.policy.model  # vLLM / OpenAI: the adapter's name
-            return {role: name for role, (name, _) in served.critics.items()}
+            return {role: served.critics[role][0] for role in CRITIC_ROLES if role in served.critics}
 
         async with swapper:
             yield policy, swap

@@ -1,5 +1,6 @@
 """The cycle's training jobs, each in its own process: the policy's SFT (``finetune.sft``) and,
-when the critics are refreshed, the value, PRM and ORM (``finetune.critics --trajectories``).
+when the critics are refreshed, the value, PRM and ORM (``finetune.critics --trajectories``, or
+``finetune.verifier --trajectories`` for the feature verifier).
 
 Each job writes ``manifest.json`` last, which marks it done: a rerun does not train again.
 """
@@ -23,9 +24,10 @@ from agent.runs import write_lines_atomic
 if TYPE_CHECKING:
     from agent.improve.cycle import CycleConfig
 
-__all__ = ["CRITIC_ROLES", "critic_trajectories", "step_critics", "step_train"]
+__all__ = ["CRITIC_ROLES", "VERIFIER", "critic_trajectories", "step_critics", "step_train"]
 
 CRITIC_ROLES = ("orm", "value", "prm")
+VERIFIER = "verifier"  # refreshed feature-verifier weights: served in-process, not on the policy server
 
 
 async def step_train(
@@ -98,7 +100,11 @@ def critic_trajectories(k: int, cfg: CycleConfig) -> list[Trajectory]:
 
 
 async def step_critics(k: int, cfg: CycleConfig, out: Path) -> dict[str, tuple[str, Path]] | str:
-    """Retrain the three critics on the search trees so far; their adapters by role, or why not."""
+    """Retrain the critics on the search trees so far, or say why not.
+
+    With ``verifier`` critics the feature verifier's weights are refitted (``finetune.verifier``,
+    seconds, no model): ``{VERIFIER: (name, verifier.json)}``. Otherwise the LoRA critic is trained
+    (``finetune.critics``): its adapter by role."""
     manifest = anyio.Path(out / "manifest.json")
     if not await manifest.exists():
         trajectories = await anyio.to_thread.run_sync(critic_trajectories, k, cfg)
@@ -108,12 +114,20 @@ async def step_critics(k: int, cfg: CycleConfig, out: Path) -> dict[str, tuple[s
         path = out / "trajectories.jsonl"
         lines = [json.dumps(asdict(t)) for t in trajectories]
         await anyio.to_thread.run_sync(write_lines_atomic, path, lines)
-        command = [sys.executable, "-m", "finetune.critics", "--trajectories", str(path), "--out", str(out)]
-        command += ["--no-calibrate", "--max-steps", str(cfg.critic_steps), "--seed", str(cfg.seed)]
-        command += ["--problems", "0", "--synthetic-problems", str(cfg.critic_synthetic_problems)]
-        if cfg.base:
-            command += ["--base", cfg.base]
-        await _run_job(command, out, what="critic training")
-    training = json.loads(await manifest.read_text())["training"]
+        if cfg.critics == VERIFIER:
+            command = [sys.executable, "-m", "finetune.verifier", "--trajectories", str(path)]
+            command += ["--out", str(out), "--seed", str(cfg.seed)]
+            await _run_job(command, out, what="fitting the verifier")
+        else:
+            command = [sys.executable, "-m", "finetune.critics", "--trajectories", str(path)]
+            command += ["--out", str(out), "--no-calibrate", "--max-steps", str(cfg.critic_steps)]
+            command += ["--seed", str(cfg.seed), "--problems", "0"]
+            command += ["--synthetic-problems", str(cfg.critic_synthetic_problems)]
+            if cfg.base:
+                command += ["--base", cfg.base]
+            await _run_job(command, out, what="critic training")
+    done = json.loads(await manifest.read_text())
+    if "training" not in done:  # the verifier's manifest: one weights file for the three roles
+        return {VERIFIER: (f"cycle_{k}_{VERIFIER}", out / "verifier.json")}
     # one adapter answers the three roles' questions; each role names it (served once per name)
-    return {role: (f"cycle_{k}_{role}", out / training[role]["served"]) for role in CRITIC_ROLES}
+    return {role: (f"cycle_{k}_{role}", out / done["training"][role]["served"]) for role in CRITIC_ROLES}
