@@ -13,7 +13,9 @@
 3. Whole problems are held out (``--holdout``); a logistic model per role is fitted on the rest by
    maximum likelihood with soft targets (the value's MC rate is its target, not a threshold) and a
    small L2 penalty (torch's L-BFGS), then reported on the held-out problems next to the
-   arithmetic re-check (AUC, ECE, Brier, precision/recall at 0.5) in ``report.md``.
+   arithmetic re-check (AUC, ECE, Brier, precision/recall at 0.5) in ``report.md``. When the
+   held-out problems would take every right (or every wrong) solution, all are fitted on and
+   nothing is reported held out.
 4. ``verifier.json`` (the weights) and ``manifest.json`` (data, command, seed, metrics) are written
    to ``--out``; ``--ship`` copies both into ``agent/critics/shipped/smollm2-135m/`` as
    ``verifier.json`` and ``verifier-manifest.json``.
@@ -119,12 +121,13 @@ def format_report(weights: Any, reports: dict[str, Any], counts: dict[str, Any])
         f"Solutions: {counts['solutions']} ({counts['correct']} right) from {counts['problems']} problems; "
         f"held out: {counts['heldout_problems']} problems.",
         "",
-        "Held-out rows (problems never fitted on):",
-        "",
-        "```",
-        format_table(reports, reference=False).rstrip(),
-        "```",
-        "",
+    ]
+    if reports:
+        table = format_table(reports, reference=False).rstrip()
+        lines += ["Held-out rows (problems never fitted on):", "", "```", table, "```", ""]
+    else:
+        lines += ["No held-out rows: holding problems out left no right or no wrong solution to fit on.", ""]
+    lines += [
         "| feature | " + " | ".join(ROLES) + " |",
         "|---|" + "---|" * len(ROLES),
         "| (bias) | " + " | ".join(f"{weights.bias[r]:+.2f}" for r in ROLES) + " |",
@@ -143,7 +146,7 @@ async def _sample(args: argparse.Namespace, out: Path) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from agent.improve.critic_data import split_critic_rows
+    from agent.improve.critic_data import CriticRows, split_critic_rows
     from agent.runs import write_json_atomic
     from agent.tasks import load_task_problems
     from finetune.critics import _read_trajectories, policy_rows
@@ -166,7 +169,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         problems = load_task_problems("arith", split="train", limit=last + 1, seed=args.seed)
     rows, labelled = policy_rows(trajectories, problems)
     train, heldout = split_critic_rows(rows, holdout=args.holdout, seed=args.seed)
-    if not train.orm or not any(r.label for r in train.orm) or all(r.label for r in train.orm):
+    if not _both_kinds(train.orm) and _both_kinds(rows.orm):
+        # the held-out problems hold every right (or every wrong) solution: fit on all, report none
+        train, heldout = rows, CriticRows(orm=[], value=[], prm=[])
+    if not _both_kinds(train.orm):
         raise ConfigError(
             "the verifier needs right and wrong solutions among the fitted problems: "
             f"{sum(t.correct for t in trajectories)} of {len(trajectories)} are right; sample more problems"
@@ -204,6 +210,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ship(out, args.ship_dir)
     print((out / "report.md").read_text())
     return manifest
+
+
+def _both_kinds(rows: list[Any]) -> bool:
+    """Right and wrong solutions among ``rows`` (a logistic model needs both)."""
+    return any(r.label for r in rows) and not all(r.label for r in rows)
 
 
 def _provenance(path: Path) -> dict[str, Any]:

@@ -158,6 +158,31 @@ def test_finetune_verifier_refuses_data_without_both_kinds(
     assert "right and wrong solutions" in capsys.readouterr().err
 
 
+def test_finetune_verifier_fits_on_all_problems_when_holding_out_would_leave_one_kind(tmp_path: Path) -> None:
+    """Search trees often hold all their right paths in a few problems: when the held-out problems
+    take every wrong (or every right) solution, the fit uses every problem and reports no held-out
+    rows, rather than failing the same way on every rerun."""
+    pytest.importorskip("torch")
+    from agent.improve.critic_data import heldout_problems
+    from finetune.verifier import main
+
+    rows = [
+        json.loads(line) for line in synthetic_trajectories(tmp_path / "t.jsonl", 30).read_text().splitlines()
+    ]
+    ids = sorted({r["problem_id"] for r in rows})
+    held = heldout_problems(ids, holdout=0.25, seed=0)
+    wrong_in = sorted(held)[0]  # the only problem with wrong solutions is a held-out one
+    kept = [r for r in rows if r["correct"] or r["problem_id"] == wrong_in]
+    data = tmp_path / "one-wrong.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    out = tmp_path / "fit"
+    assert main(["--trajectories", str(data), "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["heldout_problems"] == 0 and manifest["metrics"] == {}
+    assert manifest["data"]["train_orm"] == len(kept)
+    assert "No held-out rows" in (out / "report.md").read_text()
+
+
 @pytest.mark.anyio
 async def test_rerank_with_the_verifier_needs_no_model_requests(tmp_path: Path) -> None:
     from agent.clients import Endpoint, RetryPolicy, Sampling

@@ -30,6 +30,7 @@ from agent.improve.cycle import CycleConfig, check_data, run_cycle
 from agent.improve.report import write_report
 from agent.improve.select import FilterConfig
 from agent.improve.serving import embedded_policy, remote_policy
+from agent.improve.training import VERIFIER
 from agent.settings import Settings, load_settings
 from servers.models import BUNDLED, get_model, served_file
 
@@ -117,6 +118,10 @@ async def _main(args: argparse.Namespace) -> int:
                     f'  use it: python -m agent.solve --policy-from {cfg.root} "QUESTION"; merge it into a '
                     f"model: python -m finetune.export --policy-from {cfg.root} --out models/{cfg.name}"
                 )
+            served = (manifest.get("critics") or {}).get("adapters") or {}
+            verifier = served.get(VERIFIER) if manifest["promoted"] else None
+            if verifier:
+                print(f"  its refitted verifier: AGENT_VERIFIER={verifier} (with --critics verifier)")
             if every is not None and k < first + args.cycles - 1:
                 await anyio.sleep(max(0.0, every - (anyio.current_time() - started)))
     return 0
@@ -189,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--critics",
         choices=("arithmetic", "verifier", "generative", "mixed", "none"),
         default="arithmetic",
-        help="the searches' critics (verifier: the shipped feature verifier, no model requests)",
+        help="the searches' critics (verifier: the shipped feature verifier, no model requests; "
+        "refitted each cycle with --refresh-critics)",
     )
     parser.add_argument(
         "--gamma",

@@ -613,9 +613,9 @@ async def run_cycle(k: int, cfg: CycleConfig, policy: Policy, swap: Swap) -> dic
         "promoted": promoted,
         "why": why,
     }
+    manifest["policy_changed"] = promoted and candidate.policy != current.policy
     if judged is not None:
         manifest["judged"] = judged
-        manifest["policy_changed"] = promoted and candidate.policy != current.policy
     await anyio.to_thread.run_sync(write_json_atomic, out / "manifest.json", manifest)
     log.info("cycle_done", cycle=k, promoted=promoted, why=why)
     return manifest
