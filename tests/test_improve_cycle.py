@@ -214,6 +214,19 @@ def _search_record(problem_id: str, question: str, terminals: list[tuple[list[st
     return json.dumps({"id": problem_id, "question": question, "kept": False, "terminals": paths}) + "\n"
 
 
+def _addition_trees(search: Path, n: int) -> None:
+    """A cycle's search/results.jsonl: ``n`` addition problems, each tree with one right and one
+    miscomputed terminal path."""
+    lines = ""
+    for j in range(n):
+        a, b = 3 + j, 4 + 2 * j
+        right = ([f"{a} + {b} = {a + b}", f"The answer is {a + b}."], str(a + b), True)
+        wrong = ([f"{a} + {b} = {a + b + 1}", f"The answer is {a + b + 1}."], str(a + b + 1), False)
+        lines += _search_record(f"p{j}", f"Sam has {a} pens and buys {b} more. How many now?", [right, wrong])
+    search.mkdir(parents=True)
+    (search / "results.jsonl").write_text(lines)
+
+
 @pytest.mark.anyio
 async def test_refresh_critics_needs_right_and_wrong_paths(tmp_path: Path) -> None:
     cfg = CycleConfig(name="c", runs_dir=tmp_path, refresh_critics=True)
@@ -236,15 +249,7 @@ async def test_a_refreshed_verifier_is_refitted_on_search_paths_and_scores_in_pr
     from agent.solvers import build_critics
 
     cfg = CycleConfig(name="c", runs_dir=tmp_path, refresh_critics=True, critics="verifier")
-    lines = ""
-    for j in range(12):
-        a, b = 3 + j, 4 + 2 * j
-        right = ([f"{a} + {b} = {a + b}", f"The answer is {a + b}."], str(a + b), True)
-        wrong = ([f"{a} + {b} = {a + b + 1}", f"The answer is {a + b + 1}."], str(a + b + 1), False)
-        lines += _search_record(f"p{j}", f"Sam has {a} pens and buys {b} more. How many now?", [right, wrong])
-    search = tmp_path / "c" / "cycle_1" / "search"
-    search.mkdir(parents=True)
-    (search / "results.jsonl").write_text(lines)
+    _addition_trees(tmp_path / "c" / "cycle_1" / "search", 12)
     out = tmp_path / "c" / "cycle_1" / "critics"
     critics = await step_critics(1, cfg, out)
     assert not isinstance(critics, str), critics
@@ -258,10 +263,7 @@ async def test_a_refreshed_verifier_is_refitted_on_search_paths_and_scores_in_pr
     assert await step_critics(1, cfg, out) == critics  # done: not fitted again
     assert path.stat().st_mtime_ns == fitted
 
-    served: list[Served] = []
-
     async def swap(to: Served) -> dict[str, str]:
-        served.append(to)
         return {}
 
     async with Endpoint(FunctionBackend(lambda *_: "The answer is 1."), max_concurrency=1) as endpoint:
@@ -286,15 +288,7 @@ async def test_refreshed_critics_are_trained_on_search_paths_and_served_beside_t
     pytest.importorskip("torch")
     pytest.importorskip("peft")
     cfg = CycleConfig(name="c", runs_dir=tmp_path, refresh_critics=True, critic_steps=2)
-    lines = ""
-    for j in range(6):
-        a, b = 3 + j, 4 + 2 * j
-        right = ([f"{a} + {b} = {a + b}", f"The answer is {a + b}."], str(a + b), True)
-        wrong = ([f"{a} + {b} = {a + b + 1}", f"The answer is {a + b + 1}."], str(a + b + 1), False)
-        lines += _search_record(f"p{j}", f"Sam has {a} pens and buys {b} more. How many now?", [right, wrong])
-    search = tmp_path / "c" / "cycle_1" / "search"
-    search.mkdir(parents=True)
-    (search / "results.jsonl").write_text(lines)
+    _addition_trees(tmp_path / "c" / "cycle_1" / "search", 6)
     out = tmp_path / "c" / "cycle_1" / "critics"
     critics = await step_critics(1, cfg, out)
     assert not isinstance(critics, str), critics

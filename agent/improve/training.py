@@ -114,18 +114,16 @@ async def step_critics(k: int, cfg: CycleConfig, out: Path) -> dict[str, tuple[s
         path = out / "trajectories.jsonl"
         lines = [json.dumps(asdict(t)) for t in trajectories]
         await anyio.to_thread.run_sync(write_lines_atomic, path, lines)
-        if cfg.critics == VERIFIER:
-            command = [sys.executable, "-m", "finetune.verifier", "--trajectories", str(path)]
-            command += ["--out", str(out), "--seed", str(cfg.seed)]
-            await _run_job(command, out, what="fitting the verifier")
-        else:
-            command = [sys.executable, "-m", "finetune.critics", "--trajectories", str(path)]
-            command += ["--out", str(out), "--no-calibrate", "--max-steps", str(cfg.critic_steps)]
-            command += ["--seed", str(cfg.seed), "--problems", "0"]
+        verifier = cfg.critics == VERIFIER
+        module = "finetune.verifier" if verifier else "finetune.critics"
+        command = [sys.executable, "-m", module, "--trajectories", str(path), "--out", str(out)]
+        command += ["--seed", str(cfg.seed)]
+        if not verifier:
+            command += ["--no-calibrate", "--max-steps", str(cfg.critic_steps), "--problems", "0"]
             command += ["--synthetic-problems", str(cfg.critic_synthetic_problems)]
             if cfg.base:
                 command += ["--base", cfg.base]
-            await _run_job(command, out, what="critic training")
+        await _run_job(command, out, what="fitting the verifier" if verifier else "critic training")
     done = json.loads(await manifest.read_text())
     if "training" not in done:  # the verifier's manifest: one weights file for the three roles
         return {VERIFIER: (f"cycle_{k}_{VERIFIER}", out / "verifier.json")}
